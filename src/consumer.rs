@@ -1,0 +1,190 @@
+//! Consumers: receive published buffers and read them in place.
+//!
+//! ```
+//! # let dir = std::env::temp_dir().join(format!("shmpool-cons-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! use shmpool::{Config, Error, Pool};
+//! use std::time::Duration;
+//! let pool = Pool::create("consumer-doc", &Config::new(2, 4096).directory(&dir))?;
+//! let mut consumer = pool.consumer()?;
+//! pool.producer()?.acquire(None)?.publish()?;
+//! pool.close();
+//! assert!(consumer.recv(Some(Duration::from_secs(1))).is_ok()); // drains what was published
+//! assert!(matches!(consumer.recv(None), Err(Error::Closed)));
+//! # Ok::<(), shmpool::Error>(())
+//! ```
+
+use crate::dtype::DType;
+use crate::pool::exchange::{Received, View};
+use crate::pool::layout::MAX_DIMS;
+use crate::pool::{Attempt, Event, Place};
+use crate::sync::Ordering::*;
+use crate::{Error, Mode, Result};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Receives buffers from a pool. `Send`, not `Sync`: it keeps a position.
+pub struct Consumer {
+    place: Arc<Place>,
+    spin: Duration,
+}
+
+impl Consumer {
+    pub(crate) fn new(place: Arc<Place>) -> Self {
+        Consumer { place, spin: Duration::ZERO }
+    }
+
+    /// Spins up to `spin` for a publication before sleeping (only on multi-CPU machines).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    fn view(&self) -> &View {
+        &self.place.pool.view
+    }
+
+    fn attempt(&self) -> Result<Attempt<ReadBuf>> {
+        let closed = self.place.pool.is_closed();
+        let view = self.view();
+        let received = match view.geometry.mode {
+            Mode::Broadcast => view.try_recv_broadcast(self.place.index)?,
+            Mode::WorkQueue => view.try_recv_workqueue(self.place.index)?,
+        };
+        match received {
+            Received::Slot { slot, seq } => ReadBuf::new(self.place.clone(), slot, seq).map(Attempt::Ready),
+            Received::Empty if closed => Err(Error::Closed),
+            Received::Empty => Ok(Attempt::Pending),
+            Received::Busy => Ok(Attempt::Busy),
+        }
+    }
+
+    /// Receives the next buffer, waiting up to `timeout` (`None`: forever). After the pool is
+    /// closed, returns what was still published, then [`Error::Closed`].
+    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<ReadBuf> {
+        self.place.pool.block_on(Event::Published, timeout, self.spin, || self.attempt())
+    }
+
+    /// Receives the next buffer if one is published now.
+    pub fn try_recv(&mut self) -> Result<Option<ReadBuf>> {
+        match self.attempt()? {
+            Attempt::Ready(buf) => Ok(Some(buf)),
+            Attempt::Pending | Attempt::Busy => Ok(None),
+        }
+    }
+
+    /// Buffers this consumer missed because a drop-oldest producer reclaimed them first.
+    pub fn dropped(&self) -> u64 {
+        self.view().consumer(self.place.index).dropped.load(Relaxed)
+    }
+
+    /// Buffers this consumer received.
+    pub fn received(&self) -> u64 {
+        self.view().consumer(self.place.index).received.load(Relaxed)
+    }
+
+    /// Index of this consumer's place in the pool (0 to 23).
+    pub fn place(&self) -> usize {
+        self.place.index
+    }
+}
+
+impl Iterator for Consumer {
+    type Item = Result<ReadBuf>;
+
+    /// Blocks for the next buffer; ends when the pool is closed and drained.
+    fn next(&mut self) -> Option<Result<ReadBuf>> {
+        match self.recv(None) {
+            Err(Error::Closed) => None,
+            other => Some(other),
+        }
+    }
+}
+
+/// A received buffer, read in place. Dropping it releases the slot.
+pub struct ReadBuf {
+    place: Arc<Place>,
+    slot: usize,
+    seq: u64,
+    len: usize,
+    timestamp: u64,
+    dtype: DType,
+    ndim: usize,
+    shape: [u64; MAX_DIMS],
+    meta_len: usize,
+}
+
+impl ReadBuf {
+    /// Copies and validates the slot's metadata: a hostile or broken producer gets `Corrupted`,
+    /// and the slot is released.
+    fn new(place: Arc<Place>, slot: usize, seq: u64) -> Result<ReadBuf> {
+        let view = &place.pool.view;
+        let g = view.geometry;
+        let meta = view.slot(slot);
+        let (len, dtype, ndim) = (meta.len.load(Relaxed), meta.dtype.load(Relaxed), meta.ndim.load(Relaxed));
+        let meta_len = meta.meta_len.load(Relaxed) as usize;
+        let mut shape = [0; MAX_DIMS];
+        for (d, s) in shape.iter_mut().zip(&meta.shape) {
+            *d = s.load(Relaxed);
+        }
+        let timestamp = meta.timestamp.load(Relaxed);
+        // From here on, dropping `buf` (also on the error paths) releases the slot.
+        let mut buf = ReadBuf { place, slot, seq, len: 0, timestamp, dtype: DType::Bytes, ndim: 0, shape, meta_len: 0 };
+        if len > g.slot_size {
+            return Err(Error::corrupted(format!("slot {slot}: length {len} exceeds slot size {}", g.slot_size)));
+        }
+        buf.dtype = DType::from_code(dtype).ok_or_else(|| Error::corrupted(format!("slot {slot}: dtype code {dtype}")))?;
+        if ndim as usize > MAX_DIMS {
+            return Err(Error::corrupted(format!("slot {slot}: {ndim} dimensions")));
+        }
+        if meta_len > g.meta_bytes as usize {
+            return Err(Error::corrupted(format!("slot {slot}: {meta_len} metadata bytes of {}", g.meta_bytes)));
+        }
+        buf.len = len as usize;
+        buf.ndim = ndim as usize;
+        buf.meta_len = meta_len;
+        Ok(buf)
+    }
+
+    /// Publish sequence number; gaps mean drops (drop-oldest) or other consumers' share (work queue).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn shape(&self) -> &[u64] {
+        &self.shape[..self.ndim]
+    }
+
+    pub fn user_meta(&self) -> &[u8] {
+        // SAFETY: `meta_len` was checked against the pool's metadata size; we hold the slot.
+        unsafe { std::slice::from_raw_parts(self.place.pool.view.user_meta_ptr(self.slot), self.meta_len) }
+    }
+
+    /// Index of the slot in the pool.
+    pub fn slot_index(&self) -> usize {
+        self.slot
+    }
+}
+
+impl Deref for ReadBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: we hold a reading bit, so no well-behaved producer reuses the slot; `len` was
+        // checked against the slot size; the mapping lives as long as `place`.
+        unsafe { std::slice::from_raw_parts(self.place.pool.view.data_ptr(self.slot), self.len) }
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        self.place.pool.view.release(self.slot, self.place.index);
+    }
+}

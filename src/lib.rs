@@ -1,0 +1,51 @@
+//! # shmpool: zero-copy buffer pools in shared memory
+//!
+//! A producer writes a buffer once into a slot of a shared-memory [`Pool`]; consumers in other
+//! processes (or languages, or containers sharing a directory) read it in place.
+//!
+//! - [`Pool`]: the segment, created or opened by name; [`Config`] says its shape.
+//! - [`Producer`] / [`WriteBuf`]: take a free slot, fill it, publish it.
+//! - [`Consumer`] / [`ReadBuf`]: receive published buffers, release them by dropping.
+//! - The Signaler (`signaler`) makes both sides sleep on futexes instead of spinning; liveness
+//!   (`liveness`) frees what a crashed peer held.
+//!
+//! ```
+//! use shmpool::{Config, Pool};
+//! # let dir = std::env::temp_dir().join(format!("shmpool-lib-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let pool = Pool::create("lib-doc", &Config::new(4, 4096).directory(&dir))?;
+//! let mut consumer = pool.consumer()?;
+//! let mut buf = pool.producer()?.acquire(None)?;
+//! buf[0] = 42;
+//! buf.set_len(1)?;
+//! buf.publish()?;
+//! assert_eq!(consumer.recv(None)?[0], 42);
+//! # Ok::<(), shmpool::Error>(())
+//! ```
+
+mod config;
+mod consumer;
+mod dtype;
+mod error;
+mod liveness;
+mod pool;
+mod producer;
+mod signaler;
+mod sync;
+
+pub use config::{Config, Mode, Overflow, DEFAULT_DIR, DIR_ENV};
+pub use consumer::{Consumer, ReadBuf};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use pool::layout::{MAX_CONSUMERS, MAX_DIMS, MAX_META_BYTES, MAX_PRODUCERS, MAX_SLOTS, PAGE};
+pub use pool::{PeerInfo, Pool, PoolEntry, Role, Stats};
+pub use producer::{monotonic_ns, Producer, WriteBuf};
+
+/// Library version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Internals exposed for this crate's own tests and benchmarks. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::pool::slot_state;
+}
