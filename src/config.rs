@@ -33,8 +33,7 @@ pub enum Overflow {
 }
 
 impl Mode {
-    pub(crate) const ALL: [(Mode, &'static str); 2] =
-        [(Mode::Broadcast, "broadcast"), (Mode::WorkQueue, "workqueue")];
+    pub(crate) const ALL: [(Mode, &'static str); 2] = [(Mode::Broadcast, "broadcast"), (Mode::WorkQueue, "workqueue")];
 }
 
 impl Overflow {

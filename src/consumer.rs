@@ -133,7 +133,8 @@ impl ReadBuf {
         if len > g.slot_size {
             return Err(Error::corrupted(format!("slot {slot}: length {len} exceeds slot size {}", g.slot_size)));
         }
-        buf.dtype = DType::from_code(dtype).ok_or_else(|| Error::corrupted(format!("slot {slot}: dtype code {dtype}")))?;
+        buf.dtype =
+            DType::from_code(dtype).ok_or_else(|| Error::corrupted(format!("slot {slot}: dtype code {dtype}")))?;
         if ndim as usize > MAX_DIMS {
             return Err(Error::corrupted(format!("slot {slot}: {ndim} dimensions")));
         }
@@ -186,5 +187,23 @@ impl Deref for ReadBuf {
 impl Drop for ReadBuf {
     fn drop(&mut self) {
         self.place.pool.view.release(self.slot, self.place.index);
+    }
+}
+
+impl std::fmt::Debug for ReadBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuf")
+            .field("slot", &self.slot)
+            .field("seq", &self.seq)
+            .field("len", &self.len)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("place", &self.place.index).finish_non_exhaustive()
     }
 }

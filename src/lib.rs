@@ -27,6 +27,7 @@ mod config;
 mod consumer;
 mod dtype;
 mod error;
+pub mod ffi;
 mod liveness;
 mod pool;
 mod producer;
@@ -47,5 +48,32 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Internals exposed for this crate's own tests and benchmarks. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(loom)]
+    pub use crate::pool::model;
     pub use crate::pool::slot_state;
+
+    pub use crate::signaler::futex;
+
+    /// Where the parts of a pool's segment lie (for tests that corrupt them on purpose).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Offsets {
+        pub control: usize,
+        pub slots: usize,
+        pub slot_stride: usize,
+        pub ring: usize,
+        pub ring_len: usize,
+        pub data: usize,
+    }
+
+    pub fn offsets(pool: &crate::Pool) -> Offsets {
+        let g = pool.inner.view.geometry;
+        Offsets {
+            control: g.control,
+            slots: g.slots,
+            slot_stride: size_of::<crate::pool::layout::SlotHeader>(),
+            ring: g.ring,
+            ring_len: g.ring_len as usize,
+            data: g.data,
+        }
+    }
 }

@@ -66,6 +66,9 @@ impl Producer {
         if slot.is_none() && view.geometry.overflow == Overflow::DropOldest {
             slot = view.reclaim_oldest(self.place.index);
         }
+        if slot.is_none() {
+            view.validate_states()?;
+        }
         Ok(slot.map(|k| {
             self.next.store(k + 1, Relaxed);
             WriteBuf::new(self.place.clone(), k)
@@ -231,4 +234,16 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: valid clock id and pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl std::fmt::Debug for WriteBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBuf").field("slot", &self.slot).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("place", &self.place.index).finish_non_exhaustive()
+    }
 }

@@ -108,63 +108,85 @@ pub(crate) fn spin<T>(budget: Duration, mut ready: impl FnMut() -> Option<T>) ->
     }
 }
 
-#[cfg(all(target_os = "linux", not(loom)))]
+#[cfg(not(loom))]
 fn wait_on(event: &AtomicU32, seen: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `event` is a live, aligned u32 for the duration of the call; FUTEX_WAIT only reads it
-    // and returns at once if it no longer holds `seen`. EINTR, EAGAIN and ETIMEDOUT all mean "go
-    // back and re-check", which every caller does.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            event.as_ptr(),
-            libc::FUTEX_WAIT,
-            seen,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+    futex::wait(event, seen, timeout);
 }
 
-#[cfg(all(target_os = "linux", not(loom)))]
+#[cfg(not(loom))]
 fn wake_all(event: &AtomicU32) {
-    // SAFETY: `event` is a live, aligned u32; FUTEX_WAKE does not access memory.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            event.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+    futex::wake(event);
 }
 
-#[cfg(any(not(target_os = "linux"), loom))]
-fn wait_on(event: &AtomicU32, seen: u32, timeout: Duration) {
-    #[cfg(loom)]
-    {
-        let _ = (seen, timeout);
-        let _ = event.load(Acquire);
-        loom::thread::yield_now();
+#[cfg(loom)]
+fn wait_on(event: &AtomicU32, _seen: u32, _timeout: Duration) {
+    let _ = event.load(Acquire);
+    loom::thread::yield_now();
+}
+
+#[cfg(loom)]
+fn wake_all(_event: &AtomicU32) {}
+
+/// Shared (inter-process) futex operations on a 32-bit word in shared memory: the primitive under
+/// the Signaler, public for benchmark baselines. Elsewhere than Linux, `wait` polls with a growing
+/// sleep (10 µs to 1 ms) and `wake` does nothing.
+pub mod futex {
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    /// Sleeps while `word` holds `seen`, for at most `timeout`. Returns early on a wake, a signal
+    /// or a changed value: callers re-check their condition.
+    #[cfg(target_os = "linux")]
+    pub fn wait(word: &AtomicU32, seen: u32, timeout: Duration) {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `word` is a live, aligned u32 for the duration of the call; FUTEX_WAIT (shared:
+        // no FUTEX_PRIVATE_FLAG) only reads it and returns at once if it no longer holds `seen`.
+        // EINTR, EAGAIN and ETIMEDOUT all mean "re-check", which every caller does.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                seen,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
     }
-    #[cfg(not(loom))]
-    {
-        // Portable fallback: poll with a growing sleep until the word changes or time is up.
+
+    /// Wakes every process sleeping on `word`.
+    #[cfg(target_os = "linux")]
+    pub fn wake(word: &AtomicU32) {
+        // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access memory.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn wait(word: &AtomicU32, seen: u32, timeout: Duration) {
+        use std::sync::atomic::Ordering::Acquire;
+        use std::time::Instant;
         let deadline = Instant::now() + timeout;
         let mut nap = Duration::from_micros(10);
-        while event.load(Acquire) == seen && Instant::now() < deadline {
+        while word.load(Acquire) == seen && Instant::now() < deadline {
             std::thread::sleep(nap.min(deadline.saturating_duration_since(Instant::now())));
             nap = (nap * 2).min(Duration::from_millis(1));
         }
     }
-}
 
-#[cfg(any(not(target_os = "linux"), loom))]
-fn wake_all(_event: &AtomicU32) {}
+    #[cfg(not(target_os = "linux"))]
+    pub fn wake(_word: &AtomicU32) {}
+}

@@ -15,8 +15,7 @@
 //! bounds-checked, and loops that depend on other processes' progress are bounded.
 
 use super::layout::{
-    ring_entry, ConsumerRecord, Control, Geometry, ProducerRecord, SlotHeader, PEER_ACTIVE,
-    PEER_FREE,
+    ring_entry, ConsumerRecord, Control, Geometry, ProducerRecord, SlotHeader, MAX_PRODUCERS, PEER_ACTIVE, PEER_FREE,
 };
 use super::slot_state as state;
 use crate::config::Mode;
@@ -82,12 +81,12 @@ impl View {
     }
 
     /// A view of separately allocated parts (model checking uses this: loom's atomics cannot live
-    /// in a mapping). `user_meta` and `data` may be null when nothing reads them.
+    /// in a mapping). It has no user metadata or data region.
     ///
     /// # Safety
     /// Each pointer must point to as many initialised elements as `geometry` says, living as long
     /// as the view.
-    #[allow(clippy::too_many_arguments)]
+    #[cfg(loom)]
     pub unsafe fn from_parts(
         geometry: Geometry,
         control: *const Control,
@@ -171,9 +170,7 @@ impl View {
             let k = (start + i) % n;
             let slot = self.slot(k);
             let s = slot.state.load(Relaxed);
-            if state::is_free(s)
-                && slot.state.compare_exchange(s, state::writing(owner), Acquire, Relaxed).is_ok()
-            {
+            if state::is_free(s) && slot.state.compare_exchange(s, state::writing(owner), Acquire, Relaxed).is_ok() {
                 slot.seq.store(SEQ_NONE, Relaxed);
                 return Some(k);
             }
@@ -329,11 +326,7 @@ impl View {
                 let _ = control.wq_head.compare_exchange(h, h + 1, AcqRel, Relaxed);
                 continue;
             }
-            if slot
-                .state
-                .compare_exchange(s, state::claim(s, state::WQ_TOKEN, rbit), AcqRel, Acquire)
-                .is_err()
-            {
+            if slot.state.compare_exchange(s, state::claim(s, state::WQ_TOKEN, rbit), AcqRel, Acquire).is_err() {
                 continue;
             }
             let _ = control.wq_head.compare_exchange(h, h + 1, AcqRel, Relaxed);
@@ -403,7 +396,8 @@ impl View {
                     }
                 }
             }
-            if stale != 0 && slot.state.compare_exchange(s, s & !stale, AcqRel, Relaxed).is_ok()
+            if stale != 0
+                && slot.state.compare_exchange(s, s & !stale, AcqRel, Relaxed).is_ok()
                 && state::is_free(s & !stale)
             {
                 freed += 1;
@@ -413,6 +407,20 @@ impl View {
             self.notify_freed();
         }
         freed
+    }
+
+    /// Checks every slot's state word for values no peer writes. Run on slow paths, where a pool
+    /// that never frees a slot would otherwise just time out.
+    pub fn validate_states(&self) -> Result<()> {
+        for k in 0..self.geometry.slot_count as usize {
+            let s = self.slot(k).state.load(Acquire);
+            if state::is_writing(s)
+                && (s & !(state::WRITING | state::OWNER_MASK) != 0 || state::owner(s) >= MAX_PRODUCERS)
+            {
+                return Err(Error::corrupted(format!("slot {k}: state {s:#018x} names no producer place")));
+            }
+        }
+        Ok(())
     }
 
     /// Whether any slot still carries a bit of consumer place `c`.

@@ -170,14 +170,10 @@ impl Geometry {
             return Err(Error::invalid(format!("slots must be 1..={MAX_SLOTS}, not {slot_count}")));
         }
         if slot_size == 0 || slot_size > MAX_SLOT_SIZE {
-            return Err(Error::invalid(format!(
-                "slot size must be 1..={MAX_SLOT_SIZE} bytes, not {slot_size}"
-            )));
+            return Err(Error::invalid(format!("slot size must be 1..={MAX_SLOT_SIZE} bytes, not {slot_size}")));
         }
         if meta_bytes as usize > MAX_META_BYTES {
-            return Err(Error::invalid(format!(
-                "meta_bytes must be at most {MAX_META_BYTES}, not {meta_bytes}"
-            )));
+            return Err(Error::invalid(format!("meta_bytes must be at most {MAX_META_BYTES}, not {meta_bytes}")));
         }
         let slot_size = (slot_size as usize).div_ceil(PAGE) as u64 * PAGE as u64;
         let n = slot_count as usize;

@@ -19,6 +19,8 @@
 
 pub(crate) mod exchange;
 pub(crate) mod layout;
+#[cfg(loom)]
+pub mod model;
 pub(crate) mod segment;
 pub mod slot_state;
 
@@ -184,7 +186,9 @@ impl Pool {
                 creator,
                 persistent: AtomicBool::new(false),
                 lease: Duration::from_nanos(geometry.lease_ns),
-                last_sweep: Mutex::new(Instant::now()),
+                last_sweep: Mutex::new(
+                    Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now),
+                ),
             }),
         }
     }
@@ -302,8 +306,8 @@ impl Pool {
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some(name) = file_name.to_str() else { continue };
-            let ours = name.starts_with(segment::PREFIX)
-                || (name.starts_with(segment::TEMP_PREFIX) && name.ends_with(".tmp"));
+            let ours =
+                name.starts_with(segment::PREFIX) || (name.starts_with(segment::TEMP_PREFIX) && name.ends_with(".tmp"));
             if ours && !segment::in_use(&entry.path()).unwrap_or(true) && std::fs::remove_file(entry.path()).is_ok() {
                 removed.push(name.strip_prefix(segment::PREFIX).unwrap_or(name).to_string());
             }
@@ -426,11 +430,10 @@ impl Inner {
         reaped
     }
 
-    fn sweep_if_due(&self) {
+    /// Sweeps unless this handle swept less than a lease ago. Returns whether it reaped anyone.
+    fn sweep_if_due(&self) -> bool {
         let due = self.last_sweep.lock().map_or(true, |t| t.elapsed() >= self.lease);
-        if due {
-            self.sweep();
-        }
+        due && self.sweep() > 0
     }
 
     fn close(&self) {
@@ -459,6 +462,12 @@ impl Inner {
     ) -> Result<T> {
         if let Attempt::Ready(v) = attempt()? {
             return Ok(v);
+        }
+        // Not ready at once: a dead peer may be what holds us up, so check (at most once a lease).
+        if self.sweep_if_due() {
+            if let Attempt::Ready(v) = attempt()? {
+                return Ok(v);
+            }
         }
         let start = Instant::now();
         let mut failure = None;

@@ -30,9 +30,7 @@ pub(crate) fn check_name(name: &str) -> Result<&str> {
     if ok {
         Ok(bare)
     } else {
-        Err(Error::invalid(format!(
-            "pool name {name:?}: use 1 to 200 of A-Z a-z 0-9 . _ - (not starting with '.')"
-        )))
+        Err(Error::invalid(format!("pool name {name:?}: use 1 to 200 of A-Z a-z 0-9 . _ - (not starting with '.')")))
     }
 }
 
@@ -139,9 +137,7 @@ impl Segment {
         init: impl FnOnce(*mut u8),
     ) -> Result<Segment> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let temp = dir.join(format!("{TEMP_PREFIX}{name}.{}.{nanos}.tmp", std::process::id()));
         let fd = open_fd(&temp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, permissions)
             .map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;

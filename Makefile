@@ -1,0 +1,94 @@
+# C/C++ side of shmpool: the library (built by cargo), the generated header, the C/C++/GStreamer
+# examples and tests, and `make install` with a pkg-config file.
+#
+#   make                      # build libshmpool.{so,a} (release) and the C/C++ examples and tests
+#   make header               # regenerate include/shmpool.h with the pinned cbindgen
+#   make install PREFIX=/opt/shmpool [DESTDIR=...]
+#   make uninstall PREFIX=...
+# Tests: scripts/test-c.sh (uses this file).
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+BUILD ?= build/c
+CARGO ?= cargo
+CBINDGEN ?= $(HOME)/.cargo/bin/cbindgen
+VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+
+CC ?= cc
+CXX ?= c++
+WARN := -Wall -Wextra -Werror
+CFLAGS_C := -std=c99 -pedantic $(WARN) -O2 -g -Iinclude
+CXXFLAGS_CXX := -std=c++17 -pedantic $(WARN) -O2 -g -Iinclude
+# What the Rust standard library needs when linking libshmpool.a statically.
+STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+LIB_A := target/release/libshmpool.a
+GST_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0
+
+C_BINS := $(BUILD)/test_api $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
+CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
+GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst
+
+.PHONY: all lib header check-header c cxx gst install uninstall clean-c
+all: c cxx gst
+c: $(C_BINS)
+cxx: $(CXX_BINS)
+gst: $(GST_BINS)
+
+lib:
+	$(CARGO) build --release --lib
+
+# cargo decides whether anything changed; the archive is what the examples link.
+$(LIB_A): FORCE
+	$(CARGO) build --release --lib --quiet
+FORCE:
+
+header:
+	$(CBINDGEN) --quiet --config cbindgen.toml --output include/shmpool.h src/ffi/mod.rs
+
+check-header:
+	@tmp=$$(mktemp) && $(CBINDGEN) --quiet --config cbindgen.toml --output $$tmp src/ffi/mod.rs && \
+	  if diff -u include/shmpool.h $$tmp; then rm -f $$tmp; echo "include/shmpool.h is up to date"; \
+	  else rm -f $$tmp; echo "include/shmpool.h is stale: run make header"; exit 1; fi
+
+$(BUILD):
+	mkdir -p $@
+
+$(BUILD)/test_api: tests/c/test_api.c include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/%: examples/c/%.c include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/test_api_cpp: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/test_api_cpp20: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CXX) $(CXXFLAGS_CXX) -std=c++20 $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/%_cpp: examples/cpp/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/%: examples/gstreamer/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CXX) $(CXXFLAGS_CXX) $$(pkg-config --cflags $(GST_PKGS)) $< -o $@ $(LIB_A) $$(pkg-config --libs $(GST_PKGS)) $(STATIC_LIBS)
+
+install: lib
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/shmpool.h include/shmpool.hpp $(DESTDIR)$(INCLUDEDIR)/
+	install -m 755 target/release/libshmpool.so $(DESTDIR)$(LIBDIR)/
+	install -m 644 target/release/libshmpool.a $(DESTDIR)$(LIBDIR)/
+	printf '%s\n' \
+	  'prefix=$(PREFIX)' \
+	  'libdir=$(LIBDIR)' \
+	  'includedir=$(INCLUDEDIR)' \
+	  '' \
+	  'Name: shmpool' \
+	  'Description: Zero-copy inter-process buffer pools in shared memory' \
+	  'Version: $(VERSION)' \
+	  'Libs: -L$${libdir} -lshmpool' \
+	  'Libs.private: $(STATIC_LIBS)' \
+	  'Cflags: -I$${includedir}' > $(DESTDIR)$(PKGCONFIGDIR)/shmpool.pc
+	@echo "installed shmpool $(VERSION) into $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/shmpool.h $(DESTDIR)$(INCLUDEDIR)/shmpool.hpp \
+	  $(DESTDIR)$(LIBDIR)/libshmpool.so $(DESTDIR)$(LIBDIR)/libshmpool.a $(DESTDIR)$(PKGCONFIGDIR)/shmpool.pc
+
+clean-c:
+	rm -rf $(BUILD)

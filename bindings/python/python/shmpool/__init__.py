@@ -1,0 +1,64 @@
+"""shmpool: zero-copy inter-process buffer pools in shared memory.
+
+A :class:`Pool` is a named shared-memory segment of fixed-size slots. A :class:`Producer` takes a
+free slot (:meth:`Producer.acquire`), fills it in place (for example through the writable ndarray
+of :meth:`WriteBuffer.array`) and publishes it; a :class:`Consumer` in another process receives it
+(:meth:`Consumer.recv`) and reads it in place (:meth:`Buffer.array`, a read-only ndarray view).
+
+A slot stays held while any view of it exists (memoryview, ndarray, DLPack tensor) and returns to
+the pool when the last one goes away. NumPy is optional: only ``array()`` needs it.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    Closed,
+    Corrupted,
+    Error,
+    InsufficientSpace,
+    InvalidArgument,
+    IOFailure,
+    PoolExists,
+    PoolNotFound,
+    TooManyPeers,
+    Unsupported,
+)
+from ._shmpool import (
+    CORE_VERSION,
+    DTYPES,
+    MAX_DIMS,
+    MAX_META_BYTES,
+    MAX_SLOTS,
+    Buffer,
+    Consumer,
+    Pool,
+    Producer,
+    WriteBuffer,
+    __version__,
+    monotonic_ns,
+)
+
+__all__ = [
+    "Pool",
+    "Producer",
+    "Consumer",
+    "Buffer",
+    "WriteBuffer",
+    "Error",
+    "PoolNotFound",
+    "PoolExists",
+    "Closed",
+    "Corrupted",
+    "InvalidArgument",
+    "InsufficientSpace",
+    "TooManyPeers",
+    "Unsupported",
+    "IOFailure",
+    "DTYPES",
+    "MAX_DIMS",
+    "MAX_SLOTS",
+    "MAX_META_BYTES",
+    "CORE_VERSION",
+    "monotonic_ns",
+    "__version__",
+]

@@ -1,0 +1,57 @@
+"""Exceptions of shmpool. Every failure of the core raises a subclass of :class:`Error` carrying
+the core's message; a blocking call that runs out of time raises the builtin ``TimeoutError``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "Error",
+    "PoolNotFound",
+    "PoolExists",
+    "Closed",
+    "Corrupted",
+    "InvalidArgument",
+    "InsufficientSpace",
+    "TooManyPeers",
+    "Unsupported",
+    "IOFailure",
+]
+
+
+class Error(Exception):
+    """Base class of shmpool's errors."""
+
+
+class PoolNotFound(Error, FileNotFoundError):
+    """No pool of that name exists in the directory."""
+
+
+class PoolExists(Error, FileExistsError):
+    """A pool of that name exists and has live peers."""
+
+
+class Closed(Error):
+    """The pool (or this handle) was closed; consumers first drain what was published."""
+
+
+class Corrupted(Error):
+    """The segment holds something that is not a valid shmpool pool, slot or metadata."""
+
+
+class InvalidArgument(Error, ValueError):
+    """An argument is out of range."""
+
+
+class InsufficientSpace(Error):
+    """The file system cannot hold the pool (e.g. Docker's 64 MiB /dev/shm)."""
+
+
+class TooManyPeers(Error):
+    """Every producer or consumer place of the pool is taken by a live process."""
+
+
+class Unsupported(Error):
+    """The operation is not allowed for this handle."""
+
+
+class IOFailure(Error):
+    """An operating-system call failed."""

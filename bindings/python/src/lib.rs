@@ -1,0 +1,97 @@
+//! Python bindings of shmpool: the compiled half (`shmpool._shmpool`) of the `shmpool` package.
+//!
+//! - [`pool`]: `Pool`, `Producer`, `Consumer` (blocking calls release the GIL and wake every
+//!   100 ms to run Python signal handlers, so Ctrl-C interrupts them).
+//! - [`buffers`]: `Buffer` (received, read-only) and `WriteBuffer` (being filled), both with the
+//!   buffer protocol and DLPack; a slot stays held while any view of it exists.
+//! - [`dlpack`]: the DLPack structures and capsules.
+//!
+//! Errors are instances of the classes in `shmpool/_errors.py` (subclasses of `shmpool.Error`),
+//! except timeouts, which raise the builtin `TimeoutError`.
+
+mod buffers;
+mod dlpack;
+mod pool;
+
+use pyo3::exceptions::{PyImportError, PyRuntimeError, PyTimeoutError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+use shmpool::Error;
+
+/// Converts a core error into the matching `shmpool.Error` subclass, keeping the core's message.
+pub(crate) fn to_py(err: Error) -> PyErr {
+    let class = match &err {
+        Error::Timeout => return PyTimeoutError::new_err(err.to_string()),
+        Error::NotFound { .. } => "PoolNotFound",
+        Error::AlreadyExists { .. } => "PoolExists",
+        Error::Closed => "Closed",
+        Error::Corrupted(_) => "Corrupted",
+        Error::InvalidArgument(_) => "InvalidArgument",
+        Error::InsufficientSpace { .. } => "InsufficientSpace",
+        Error::TooManyPeers { .. } => "TooManyPeers",
+        Error::Unsupported(_) => "Unsupported",
+        Error::Io { .. } => "IOFailure",
+        // Variants the core may add later map to the base class.
+        #[allow(unreachable_patterns)]
+        _ => "Error",
+    };
+    error(class, err.to_string())
+}
+
+/// An instance of `shmpool._errors.<class>` with `message`.
+pub(crate) fn error(class: &str, message: String) -> PyErr {
+    Python::attach(|py| match error_class(py, class) {
+        Ok(ty) => PyErr::from_type(ty, message),
+        Err(e) => PyRuntimeError::new_err(format!("{message} (and shmpool._errors is unusable: {e})")),
+    })
+}
+
+fn error_class<'py>(py: Python<'py>, class: &str) -> PyResult<Bound<'py, PyType>> {
+    static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let module = ERRORS.get_or_try_init(py, || py.import("shmpool._errors").map(Bound::unbind))?;
+    Ok(module.bind(py).getattr(class)?.cast_into::<PyType>()?)
+}
+
+/// `shmpool.InvalidArgument` with `message`.
+pub(crate) fn invalid(message: impl Into<String>) -> PyErr {
+    error("InvalidArgument", message.into())
+}
+
+/// The `numpy` module, imported on first use (NumPy is optional until `array()` is called).
+pub(crate) fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    NUMPY
+        .get_or_try_init(py, || {
+            py.import("numpy")
+                .map(Bound::unbind)
+                .map_err(|e| PyImportError::new_err(format!("this needs NumPy (pip install numpy): {e}")))
+        })
+        .map(|m| m.bind(py))
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `timestamp` (same as `time.monotonic_ns()` on Linux).
+#[pyfunction]
+fn monotonic_ns() -> u64 {
+    shmpool::monotonic_ns()
+}
+
+#[pymodule]
+fn _shmpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("CORE_VERSION", shmpool::VERSION)?;
+    m.add("MAX_DIMS", shmpool::MAX_DIMS)?;
+    m.add("MAX_SLOTS", shmpool::MAX_SLOTS)?;
+    m.add("MAX_META_BYTES", shmpool::MAX_META_BYTES)?;
+    m.add(
+        "DTYPES",
+        shmpool::DType::all().filter(|d| *d != shmpool::DType::Bytes).map(|d| d.name()).collect::<Vec<_>>(),
+    )?;
+    m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
+    m.add_class::<pool::Pool>()?;
+    m.add_class::<pool::Producer>()?;
+    m.add_class::<pool::Consumer>()?;
+    m.add_class::<buffers::Buffer>()?;
+    m.add_class::<buffers::WriteBuffer>()?;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! `Pool`, `Producer` and `Consumer`.
+
+use crate::buffers::{Buffer, WriteBuffer};
+use crate::{invalid, to_py};
+use pyo3::exceptions::PyTimeoutError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use shmpool::{Config, Error, Mode, Overflow};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Longest time a blocking call stays in Rust without running Python's signal handlers.
+const SLICE: Duration = Duration::from_millis(100);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Seconds (`None`: forever) to a duration; negative or NaN is an error.
+fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t == f64::INFINITY => Ok(None),
+        Some(t) => Duration::try_from_secs_f64(t)
+            .map(Some)
+            .map_err(|_| invalid(format!("timeout must be None or a number of seconds >= 0, not {t}"))),
+    }
+}
+
+/// Why a blocking call ended without a value.
+enum Failure {
+    Core(Error),
+    Py(PyErr),
+}
+
+impl From<Failure> for PyErr {
+    fn from(f: Failure) -> PyErr {
+        match f {
+            Failure::Core(e) => to_py(e),
+            Failure::Py(e) => e,
+        }
+    }
+}
+
+/// Runs a blocking core call without the GIL, in slices of at most [`SLICE`], running Python's
+/// signal handlers between slices (so Ctrl-C raises `KeyboardInterrupt`), until it succeeds,
+/// fails, or `timeout` seconds pass (`TimeoutError`). A zero timeout tries once.
+fn blocking<T: Send>(
+    py: Python<'_>,
+    timeout: Option<f64>,
+    mut op: impl FnMut(Duration) -> shmpool::Result<T> + Send,
+) -> Result<T, Failure> {
+    let deadline = parse_timeout(timeout).map_err(Failure::Py)?.map(|t| Instant::now() + t);
+    loop {
+        let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+        match py.detach(|| op(slice)) {
+            Ok(v) => return Ok(v),
+            Err(Error::Timeout) => {
+                py.check_signals().map_err(Failure::Py)?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Failure::Py(PyTimeoutError::new_err("timed out")));
+                }
+            }
+            Err(e) => return Err(Failure::Core(e)),
+        }
+    }
+}
+
+fn parse_enum<T: std::str::FromStr<Err = Error>>(value: &str) -> PyResult<T> {
+    value.parse().map_err(to_py)
+}
+
+/// A shared-memory buffer pool.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct Pool {
+    inner: Mutex<Option<shmpool::Pool>>,
+    creator: bool,
+}
+
+impl Pool {
+    fn get(&self) -> PyResult<shmpool::Pool> {
+        lock(&self.inner).clone().ok_or_else(|| to_py(Error::Closed))
+    }
+}
+
+#[pymethods]
+impl Pool {
+    /// Creates a pool (replacing a stale one of that name that no live process has open).
+    #[staticmethod]
+    #[pyo3(signature = (name, slots=8, slot_size=1<<20, mode="broadcast", overflow="block", meta_bytes=256, directory=None, permissions=0o600))]
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        py: Python<'_>,
+        name: &str,
+        slots: u32,
+        slot_size: usize,
+        mode: &str,
+        overflow: &str,
+        meta_bytes: usize,
+        directory: Option<PathBuf>,
+        permissions: u32,
+    ) -> PyResult<Pool> {
+        let mut config = Config::new(slots, slot_size)
+            .mode(parse_enum::<Mode>(mode)?)
+            .overflow(parse_enum::<Overflow>(overflow)?)
+            .meta_bytes(meta_bytes)
+            .permissions(permissions);
+        if let Some(dir) = directory {
+            config = config.directory(dir);
+        }
+        let pool = py.detach(|| shmpool::Pool::create(name, &config)).map_err(to_py)?;
+        Ok(Pool { inner: Mutex::new(Some(pool)), creator: true })
+    }
+
+    /// Opens an existing pool (`directory=None`: `$SHMPOOL_DIR`, else `/dev/shm`).
+    #[staticmethod]
+    #[pyo3(signature = (name, directory=None))]
+    fn open(py: Python<'_>, name: &str, directory: Option<PathBuf>) -> PyResult<Pool> {
+        let pool = py.detach(|| shmpool::Pool::open_in(name, directory.as_deref())).map_err(to_py)?;
+        Ok(Pool { inner: Mutex::new(Some(pool)), creator: false })
+    }
+
+    /// A new producer of this pool.
+    fn producer(&self) -> PyResult<Producer> {
+        let producer = self.get()?.producer().map_err(to_py)?;
+        Ok(Producer { inner: Mutex::new(Some(Arc::new(producer))) })
+    }
+
+    /// A new consumer of this pool (broadcast: receives what is published from now on).
+    fn consumer(&self) -> PyResult<Consumer> {
+        let consumer = self.get()?.consumer().map_err(to_py)?;
+        Ok(Consumer { inner: Mutex::new(Some(consumer)) })
+    }
+
+    /// A snapshot of the pool's state as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.get()?.stats();
+        let d = PyDict::new(py);
+        d.set_item("slots", s.slots)?;
+        d.set_item("free", s.free)?;
+        d.set_item("writing", s.writing)?;
+        d.set_item("ready", s.ready)?;
+        d.set_item("reading", s.reading)?;
+        d.set_item("producers", s.producers)?;
+        d.set_item("consumers", s.consumers)?;
+        d.set_item("published", s.published)?;
+        d.set_item("dropped", s.dropped)?;
+        d.set_item("closed", s.closed)?;
+        let peers = PyList::empty(py);
+        for p in &s.peers {
+            let peer = PyDict::new(py);
+            peer.set_item("role", p.role.name())?;
+            peer.set_item("place", p.place)?;
+            peer.set_item("pid", p.pid)?;
+            peer.set_item("alive", p.alive)?;
+            peer.set_item("count", p.count)?;
+            peer.set_item("dropped", p.dropped)?;
+            peers.append(peer)?;
+        }
+        d.set_item("peers", peers)?;
+        Ok(d)
+    }
+
+    /// The creating handle closes the pool for everyone (producers get `Closed`, consumers drain
+    /// what was published, then get `Closed`) and removes its name. An opened handle only lets go
+    /// of this handle. Producers, consumers and buffers keep their mapping either way.
+    fn close(&self) {
+        if let Some(pool) = lock(&self.inner).take() {
+            if self.creator {
+                pool.close();
+            }
+        }
+    }
+
+    /// Keeps the pool and its name after the creating handle goes away (no close at exit).
+    fn persist(&self) -> PyResult<()> {
+        self.get()?.persist();
+        Ok(())
+    }
+
+    /// Frees what dead peers held; returns how many peers were removed.
+    fn reap(&self) -> PyResult<usize> {
+        Ok(self.get()?.reap())
+    }
+
+    #[getter]
+    fn name(&self) -> PyResult<String> {
+        Ok(self.get()?.name().to_string())
+    }
+
+    #[getter]
+    fn path(&self) -> PyResult<PathBuf> {
+        Ok(self.get()?.path().to_path_buf())
+    }
+
+    #[getter]
+    fn slots(&self) -> PyResult<u32> {
+        Ok(self.get()?.slots())
+    }
+
+    #[getter]
+    fn slot_size(&self) -> PyResult<usize> {
+        Ok(self.get()?.slot_size())
+    }
+
+    #[getter]
+    fn meta_bytes(&self) -> PyResult<usize> {
+        Ok(self.get()?.meta_bytes())
+    }
+
+    #[getter]
+    fn mode(&self) -> PyResult<&'static str> {
+        Ok(self.get()?.mode().name())
+    }
+
+    #[getter]
+    fn overflow(&self) -> PyResult<&'static str> {
+        Ok(self.get()?.overflow().name())
+    }
+
+    /// Whether the pool was closed (by its creator) or this handle was closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.inner).as_ref().map_or(true, |p| p.is_closed())
+    }
+
+    /// `(address, length)` of this process's mapping of the pool, for zero-copy checks.
+    fn _mapping_range(&self) -> PyResult<(usize, usize)> {
+        let (ptr, len) = self.get()?.mapping();
+        Ok((ptr as usize, len))
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        match lock(&self.inner).as_ref() {
+            Some(p) => format!(
+                "<shmpool.Pool {:?} slots={} slot_size={} mode={} overflow={}>",
+                p.name(),
+                p.slots(),
+                p.slot_size(),
+                p.mode(),
+                p.overflow()
+            ),
+            None => "<shmpool.Pool (closed)>".to_string(),
+        }
+    }
+}
+
+/// Publishes buffers into a pool.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct Producer {
+    inner: Mutex<Option<Arc<shmpool::Producer>>>,
+}
+
+impl Producer {
+    fn get(&self) -> PyResult<Arc<shmpool::Producer>> {
+        lock(&self.inner).clone().ok_or_else(|| to_py(Error::Closed))
+    }
+}
+
+#[pymethods]
+impl Producer {
+    /// Takes a free slot, waiting up to `timeout` seconds (`None`: forever).
+    #[pyo3(signature = (timeout=None))]
+    fn acquire(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<WriteBuffer> {
+        let producer = self.get()?;
+        let buf = blocking(py, timeout, |slice| producer.acquire(Some(slice)))?;
+        WriteBuffer::new(py, buf)
+    }
+
+    /// Buffers this producer published.
+    #[getter]
+    fn published(&self) -> PyResult<u64> {
+        Ok(self.get()?.published())
+    }
+
+    /// Leaves the pool (buffers still being written keep their slots until they go away).
+    fn close(&self) {
+        lock(&self.inner).take();
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close();
+        false
+    }
+}
+
+/// Receives buffers from a pool. Iterating yields buffers until the pool is closed and drained.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct Consumer {
+    inner: Mutex<Option<shmpool::Consumer>>,
+}
+
+impl Consumer {
+    fn recv_inner(&self, py: Python<'_>, timeout: Option<f64>) -> Result<Buffer, Failure> {
+        let buf = blocking(py, timeout, |slice| match lock(&self.inner).as_mut() {
+            Some(c) => c.recv(Some(slice)),
+            None => Err(Error::Closed),
+        })?;
+        Buffer::new(buf).map_err(Failure::Py)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut shmpool::Consumer) -> T) -> PyResult<T> {
+        lock(&self.inner).as_mut().map(f).ok_or_else(|| to_py(Error::Closed))
+    }
+}
+
+#[pymethods]
+impl Consumer {
+    /// Receives the next buffer, waiting up to `timeout` seconds (`None`: forever). After the pool
+    /// is closed, returns what was still published, then raises `Closed`.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Buffer> {
+        Ok(self.recv_inner(py, timeout)?)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Buffer>> {
+        match self.recv_inner(py, None) {
+            Ok(buf) => Ok(Some(buf)),
+            Err(Failure::Core(Error::Closed)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Buffers this consumer received.
+    #[getter]
+    fn received(&self) -> PyResult<u64> {
+        self.with(|c| c.received())
+    }
+
+    /// Buffers this consumer missed (drop-oldest pools).
+    #[getter]
+    fn dropped(&self) -> PyResult<u64> {
+        self.with(|c| c.dropped())
+    }
+
+    /// Leaves the pool (buffers still held keep their slots until they go away).
+    fn close(&self, py: Python<'_>) {
+        // A recv in another thread holds the lock for up to one slice: wait without the GIL.
+        let consumer = py.detach(|| lock(&self.inner).take());
+        drop(consumer);
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what is missing, then Rust, C/C++ and Python tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+bash scripts/setup.sh
+
+echo "== Rust: format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== Rust: tests"
+cargo test --locked
+
+for part in scripts/test-*.sh; do
+  [ -e "$part" ] || continue
+  echo "== $(basename "$part" .sh)"
+  bash "$part"
+done
+echo "== all tests passed"

@@ -1,0 +1,203 @@
+//! Pool management: `create`, `ls`, `inspect`, `gc`, `rm`.
+
+use crate::CliResult;
+use clap::Args;
+use serde::Serialize;
+use shmpool::{Config, Mode, Overflow, Pool};
+use std::path::Path;
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Pool name (A-Z a-z 0-9 . _ -).
+    name: String,
+    /// Number of slots.
+    #[arg(long)]
+    slots: u32,
+    /// Bytes per slot (rounded up to 4096).
+    #[arg(long, value_name = "BYTES")]
+    slot_size: usize,
+    /// broadcast: every consumer sees every buffer; workqueue: each buffer goes to one consumer.
+    #[arg(long, default_value = "broadcast")]
+    mode: Mode,
+    /// block: producers wait for a free slot; drop-oldest: they reclaim the oldest unread buffer.
+    #[arg(long, default_value = "block")]
+    overflow: Overflow,
+    /// Bytes of user metadata per slot.
+    #[arg(long, value_name = "B", default_value_t = Config::default().meta_bytes)]
+    meta_bytes: usize,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    name: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    name: String,
+}
+
+/// A pool configuration in `dir` (or the default directory).
+pub fn config_in(dir: Option<&Path>, slots: u32, slot_size: usize) -> Config {
+    let config = Config::new(slots, slot_size);
+    match dir {
+        Some(dir) => config.directory(dir),
+        None => config,
+    }
+}
+
+pub fn create(dir: Option<&Path>, args: &CreateArgs) -> CliResult {
+    let config =
+        config_in(dir, args.slots, args.slot_size).mode(args.mode).overflow(args.overflow).meta_bytes(args.meta_bytes);
+    let pool = Pool::create(&args.name, &config)?;
+    pool.persist();
+    println!("{}", pool.path().display());
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ListedPool {
+    name: String,
+    path: String,
+    size: u64,
+    in_use: bool,
+}
+
+pub fn ls(dir: Option<&Path>, args: &LsArgs) -> CliResult {
+    let pools: Vec<ListedPool> = Pool::list(dir)?
+        .into_iter()
+        .map(|p| ListedPool { name: p.name, path: p.path.display().to_string(), size: p.size, in_use: p.in_use })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string(&pools)?);
+        return Ok(());
+    }
+    if pools.is_empty() {
+        println!("no pools");
+    }
+    for p in &pools {
+        let state = if p.in_use { "in use" } else { "unused" };
+        println!("{:<32} {:>14} bytes  {:<7} {}", p.name, p.size, state, p.path);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct PeerReport {
+    role: &'static str,
+    alive: bool,
+    pid: u32,
+    place: usize,
+    count: u64,
+    dropped: u64,
+}
+
+#[derive(Serialize)]
+struct PoolReport {
+    name: String,
+    path: String,
+    slots: u32,
+    slot_size: usize,
+    meta_bytes: usize,
+    mode: &'static str,
+    overflow: &'static str,
+    lease_ms: u128,
+    free: u32,
+    writing: u32,
+    ready: u32,
+    reading: u32,
+    consumers: u32,
+    producers: u32,
+    published: u64,
+    dropped: u64,
+    closed: bool,
+    peers: Vec<PeerReport>,
+}
+
+fn report(pool: &Pool) -> PoolReport {
+    let stats = pool.stats();
+    let peers = stats
+        .peers
+        .iter()
+        .map(|p| PeerReport {
+            role: p.role.name(),
+            alive: p.alive,
+            pid: p.pid,
+            place: p.place,
+            count: p.count,
+            dropped: p.dropped,
+        })
+        .collect();
+    PoolReport {
+        name: pool.name().to_string(),
+        path: pool.path().display().to_string(),
+        slots: stats.slots,
+        slot_size: pool.slot_size(),
+        meta_bytes: pool.meta_bytes(),
+        mode: pool.mode().name(),
+        overflow: pool.overflow().name(),
+        lease_ms: pool.lease().as_millis(),
+        free: stats.free,
+        writing: stats.writing,
+        ready: stats.ready,
+        reading: stats.reading,
+        consumers: stats.consumers,
+        producers: stats.producers,
+        published: stats.published,
+        dropped: stats.dropped,
+        closed: stats.closed,
+        peers,
+    }
+}
+
+pub fn inspect(dir: Option<&Path>, args: &InspectArgs) -> CliResult {
+    let pool = Pool::open_in(&args.name, dir)?;
+    let r = report(&pool);
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!("pool {} ({})", r.name, r.path);
+    println!(
+        "  {} slots x {} bytes, {}, overflow {}, {} metadata bytes per slot",
+        r.slots, r.slot_size, r.mode, r.overflow, r.meta_bytes
+    );
+    println!("  slots: {} free, {} writing, {} ready, {} reading", r.free, r.writing, r.ready, r.reading);
+    println!("  published {}, dropped {}, closed: {}", r.published, r.dropped, if r.closed { "yes" } else { "no" });
+    println!("  {} producer(s), {} consumer(s)", r.producers, r.consumers);
+    for p in &r.peers {
+        let alive = if p.alive { "alive" } else { "DEAD" };
+        println!(
+            "    {:<8} place {:>2}  pid {:>7}  {:<5}  count {:>10}  dropped {}",
+            p.role, p.place, p.pid, alive, p.count, p.dropped
+        );
+    }
+    Ok(())
+}
+
+pub fn gc(dir: Option<&Path>) -> CliResult {
+    let removed = Pool::gc(dir)?;
+    for name in &removed {
+        println!("removed {name}");
+    }
+    if removed.is_empty() {
+        println!("nothing to remove");
+    }
+    Ok(())
+}
+
+pub fn rm(dir: Option<&Path>, args: &RmArgs) -> CliResult {
+    Pool::remove(&args.name, dir)?;
+    println!("removed {}", args.name);
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The transports the benchmark compares, behind one sending and one receiving interface.
+//!
+//! The parent process is the sender; a child process (`__bench-peer`) is the receiver. The parent
+//! [`prepare`]s what the receiver will open (pools, FIFOs, a listening socket, a futex page) in a
+//! private directory, starts the child, then [`connect_sender`]s; the child [`open_receiver`]s.
+
+use super::{futex, shm, stream};
+use crate::CliResult;
+use clap::ValueEnum;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Kind {
+    ShmpoolBlocking,
+    ShmpoolSpin,
+    FutexPingpong,
+    Pipe,
+    UnixSocket,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] =
+        [Kind::ShmpoolBlocking, Kind::ShmpoolSpin, Kind::FutexPingpong, Kind::Pipe, Kind::UnixSocket];
+
+    /// The row name: `shmpool-blocking`, `futex-pingpong`, …
+    pub fn name(self) -> String {
+        self.to_possible_value().expect("not skipped").get_name().to_string()
+    }
+
+    /// Whether both sides spin before sleeping.
+    pub fn spins(self) -> bool {
+        self == Kind::ShmpoolSpin
+    }
+}
+
+/// What both sides of one row agree on.
+pub struct Setup {
+    pub kind: Kind,
+    pub dir: PathBuf,
+    pub payload: usize,
+}
+
+/// A sent message: when it was sent (CLOCK_MONOTONIC ns, just before the transport's send call)
+/// and how long the sender waited for room (a free slot, a free mailbox) before filling it.
+pub struct Sent {
+    pub t0: u64,
+    pub acquire_ns: u64,
+}
+
+pub trait SendSide {
+    /// Waits for room, stamps message `index` (see [`crate::frame`]) and sends it.
+    fn send(&mut self, index: u64) -> CliResult<Sent>;
+    /// Waits for the receiver's acknowledgement of the last message.
+    fn wait_ack(&mut self) -> CliResult;
+}
+
+pub trait RecvSide {
+    /// Waits for the next message; its bytes stay valid until [`RecvSide::release`].
+    fn recv(&mut self) -> CliResult<&[u8]>;
+    /// Gives the message back (a slot, a mailbox); a no-op for copying transports.
+    fn release(&mut self) -> CliResult;
+    /// Acknowledges the message to the sender (latency phase only).
+    fn ack(&mut self) -> CliResult;
+}
+
+/// What the parent made for one row before the child starts.
+pub enum Prepared {
+    Shm(shm::Pools),
+    Futex(futex::Region),
+    Pipe,
+    Socket(std::os::unix::net::UnixListener),
+}
+
+pub fn prepare(setup: &Setup) -> CliResult<Prepared> {
+    Ok(match setup.kind {
+        Kind::ShmpoolBlocking | Kind::ShmpoolSpin => Prepared::Shm(shm::Pools::create(setup)?),
+        Kind::FutexPingpong => Prepared::Futex(futex::Region::create(setup)?),
+        Kind::Pipe => {
+            stream::create_fifos(setup)?;
+            Prepared::Pipe
+        }
+        Kind::UnixSocket => Prepared::Socket(stream::listen(setup)?),
+    })
+}
+
+/// The parent's side, once the child runs; `peer_alive` says whether it still does.
+pub fn connect_sender(
+    prepared: Prepared,
+    setup: &Setup,
+    peer_alive: impl FnMut() -> bool,
+) -> CliResult<Box<dyn SendSide>> {
+    Ok(match prepared {
+        Prepared::Shm(pools) => Box::new(shm::Sender::new(pools, setup)?),
+        Prepared::Futex(region) => Box::new(futex::Sender::new(region, setup)),
+        Prepared::Pipe => Box::new(stream::pipe_sender(setup, peer_alive)?),
+        Prepared::Socket(listener) => Box::new(stream::socket_sender(&listener, setup, peer_alive)?),
+    })
+}
+
+/// The child's side.
+pub fn open_receiver(setup: &Setup) -> CliResult<Box<dyn RecvSide>> {
+    Ok(match setup.kind {
+        Kind::ShmpoolBlocking | Kind::ShmpoolSpin => Box::new(shm::Receiver::open(setup)?),
+        Kind::FutexPingpong => Box::new(futex::Receiver::open(setup)?),
+        Kind::Pipe => Box::new(stream::pipe_receiver(setup)?),
+        Kind::UnixSocket => Box::new(stream::socket_receiver(setup)?),
+    })
+}

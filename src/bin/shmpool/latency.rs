@@ -1,0 +1,64 @@
+//! Latency samples, their percentiles, and how to print nanoseconds.
+
+use serde::{Deserialize, Serialize};
+
+/// Percentiles of a set of samples (nanoseconds).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: usize,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+}
+
+/// Collects samples; summarises them at the end.
+#[derive(Default)]
+pub struct Samples(Vec<u64>);
+
+impl Samples {
+    pub fn with_capacity(n: usize) -> Self {
+        Samples(Vec::with_capacity(n))
+    }
+
+    pub fn push(&mut self, ns: u64) {
+        self.0.push(ns);
+    }
+
+    pub fn summary(&mut self) -> Summary {
+        let n = self.0.len();
+        if n == 0 {
+            return Summary::default();
+        }
+        self.0.sort_unstable();
+        let at = |pct: usize| self.0[(n * pct / 100).min(n - 1)];
+        Summary { count: n, p50_ns: at(50), p99_ns: at(99) }
+    }
+}
+
+/// `850 ns`, `31.2 µs`, `4.10 ms`, `1.20 s`.
+pub fn format_ns(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_one_to_a_hundred() {
+        let mut s = Samples::default();
+        (1..=100).rev().for_each(|v| s.push(v));
+        let sum = s.summary();
+        assert_eq!((sum.count, sum.p50_ns, sum.p99_ns), (100, 51, 100));
+        assert_eq!(Samples::default().summary().count, 0);
+        assert_eq!(format_ns(31_200), "31.2 µs");
+    }
+}

@@ -1,0 +1,296 @@
+//! `shmpool_pool`: create, open, close, inspect a pool; make producers and consumers.
+
+use super::config::{mode_to_c, overflow_to_c, shmpool_config};
+use super::{call, guard, hand_out, try_ref, try_str, write_out, Fail};
+use super::{shmpool_consumer, shmpool_producer, shmpool_status};
+use crate::{Config, Pool};
+use std::ffi::{c_char, CString};
+use std::path::Path;
+
+/// A handle to a pool. The handle that created the pool closes and removes it when freed, unless
+/// `shmpool_pool_persist` was called. Producers, consumers and buffers keep the mapping alive, so
+/// the pool handle may be freed before them.
+pub struct shmpool_pool {
+    pub(crate) pool: Pool,
+    name: CString,
+    path: CString,
+}
+
+impl shmpool_pool {
+    fn new(pool: Pool) -> Self {
+        let name = CString::new(pool.name()).unwrap_or_default();
+        let path = CString::new(pool.path().as_os_str().as_encoded_bytes()).unwrap_or_default();
+        shmpool_pool { pool, name, path }
+    }
+}
+
+/// A snapshot of a pool's state (`shmpool_pool_stats`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct shmpool_stats {
+    /// Number of slots.
+    pub slots: u32,
+    /// Slots nobody uses.
+    pub free: u32,
+    /// Slots a producer is filling.
+    pub writing: u32,
+    /// Slots published and not being read by anyone yet.
+    pub ready: u32,
+    /// Slots at least one consumer holds.
+    pub reading: u32,
+    /// Attached consumers.
+    pub consumers: u32,
+    /// Attached producers.
+    pub producers: u32,
+    /// Whether the pool was closed.
+    pub closed: bool,
+    /// Buffers published since creation.
+    pub published: u64,
+    /// Buffers reclaimed before every consumer saw them (drop-oldest).
+    pub dropped: u64,
+}
+
+/// Optional directory argument: NULL means the default.
+unsafe fn opt_dir<'a>(directory: *const c_char) -> Result<Option<&'a Path>, Fail> {
+    if directory.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, NUL-terminated (module contract).
+    Ok(Some(Path::new(unsafe { try_str(directory, "directory") }?)))
+}
+
+/// Creates the pool `name` (1 to 200 of A-Z a-z 0-9 . _ -) with `config` (NULL: defaults). A stale
+/// pool of that name is replaced; one with live peers gives `SHMPOOL_ALREADY_EXISTS`.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_create(
+    name: *const c_char,
+    config: *const shmpool_config,
+    out: *mut *mut shmpool_pool,
+) -> shmpool_status {
+    call(|| {
+        // SAFETY: module contract for every pointer argument.
+        let name = unsafe { try_str(name, "name") }?;
+        let default;
+        let config = if config.is_null() {
+            default = Config::default();
+            &default
+        } else {
+            // SAFETY: a non-NULL config is a live handle (module contract).
+            &unsafe { try_ref(config, "config") }?.config
+        };
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let pool = Pool::create(name, config)?;
+        // SAFETY: `out` checked non-NULL above, writable per the module contract.
+        unsafe { hand_out(out, shmpool_pool::new(pool)) }
+    })
+}
+
+/// Opens the existing pool `name` in `directory` (NULL: `$SHMPOOL_DIR`, else /dev/shm).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_open(
+    name: *const c_char,
+    directory: *const c_char,
+    out: *mut *mut shmpool_pool,
+) -> shmpool_status {
+    call(|| {
+        // SAFETY: module contract for every pointer argument.
+        let (name, dir) = unsafe { (try_str(name, "name")?, opt_dir(directory)?) };
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let pool = Pool::open_in(name, dir)?;
+        // SAFETY: `out` checked non-NULL above, writable per the module contract.
+        unsafe { hand_out(out, shmpool_pool::new(pool)) }
+    })
+}
+
+/// Frees a pool handle (NULL is ignored). If this handle created the pool and did not persist it,
+/// the pool is closed and its name removed.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_free(pool: *mut shmpool_pool) {
+    guard((), || {
+        if !pool.is_null() {
+            // SAFETY: a non-NULL pool came from `Box::into_raw` here and is freed once (contract).
+            drop(unsafe { Box::from_raw(pool) });
+        }
+    })
+}
+
+/// Closes the pool for everyone: producers get `SHMPOOL_CLOSED`, consumers drain what was
+/// published and then get `SHMPOOL_CLOSED`. The name is removed; mappings stay valid. The handle
+/// must still be freed.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_close(pool: *const shmpool_pool) -> shmpool_status {
+    call(|| {
+        // SAFETY: NULL or a live handle (module contract).
+        unsafe { try_ref(pool, "pool") }?.pool.close();
+        Ok(())
+    })
+}
+
+/// Keeps the pool (and its name) after this creator handle is freed.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_persist(pool: *const shmpool_pool) -> shmpool_status {
+    call(|| {
+        // SAFETY: NULL or a live handle (module contract).
+        unsafe { try_ref(pool, "pool") }?.pool.persist();
+        Ok(())
+    })
+}
+
+/// Closes the pool `name` in `directory` (NULL: default) for its users and removes its name.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_remove(name: *const c_char, directory: *const c_char) -> shmpool_status {
+    call(|| {
+        // SAFETY: module contract for every pointer argument.
+        let (name, dir) = unsafe { (try_str(name, "name")?, opt_dir(directory)?) };
+        Pool::remove(name, dir)?;
+        Ok(())
+    })
+}
+
+/// Frees what dead peers held; writes how many peers were removed to `reaped` (may be NULL).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_reap(pool: *const shmpool_pool, reaped: *mut usize) -> shmpool_status {
+    call(|| {
+        // SAFETY: NULL or a live handle (module contract).
+        let n = unsafe { try_ref(pool, "pool") }?.pool.reap();
+        if !reaped.is_null() {
+            // SAFETY: non-NULL out-parameter, writable (module contract).
+            unsafe { write_out(reaped, n, "reaped") }?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes a snapshot of the pool's state to `out`.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_stats(pool: *const shmpool_pool, out: *mut shmpool_stats) -> shmpool_status {
+    call(|| {
+        // SAFETY: NULL or a live handle (module contract).
+        let s = unsafe { try_ref(pool, "pool") }?.pool.stats();
+        let stats = shmpool_stats {
+            slots: s.slots,
+            free: s.free,
+            writing: s.writing,
+            ready: s.ready,
+            reading: s.reading,
+            consumers: s.consumers,
+            producers: s.producers,
+            closed: s.closed,
+            published: s.published,
+            dropped: s.dropped,
+        };
+        // SAFETY: NULL or writable (module contract).
+        unsafe { write_out(out, stats, "out") }
+    })
+}
+
+/// Reads a property of a pool handle, `default` for NULL.
+unsafe fn property<T: Copy>(pool: *const shmpool_pool, default: T, f: impl FnOnce(&shmpool_pool) -> T) -> T {
+    guard(default, || {
+        // SAFETY: NULL or a live handle (module contract).
+        match unsafe { pool.as_ref() } {
+            Some(p) => f(p),
+            None => {
+                super::error::set_last_error("pool is NULL");
+                default
+            }
+        }
+    })
+}
+
+/// The pool's name (owned by the handle; NULL for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_name(pool: *const shmpool_pool) -> *const c_char {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, std::ptr::null(), |p| p.name.as_ptr()) }
+}
+
+/// The pool's file path (owned by the handle; NULL for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_path(pool: *const shmpool_pool) -> *const c_char {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, std::ptr::null(), |p| p.path.as_ptr()) }
+}
+
+/// Number of slots (0 for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_slots(pool: *const shmpool_pool) -> u32 {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, 0, |p| p.pool.slots()) }
+}
+
+/// Bytes per slot, a multiple of 4096 (0 for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_slot_size(pool: *const shmpool_pool) -> usize {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, 0, |p| p.pool.slot_size()) }
+}
+
+/// Bytes of user metadata per slot (0 for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_meta_bytes(pool: *const shmpool_pool) -> usize {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, 0, |p| p.pool.meta_bytes()) }
+}
+
+/// The pool's `shmpool_mode` (broadcast for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_mode(pool: *const shmpool_pool) -> u32 {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, 0, |p| mode_to_c(p.pool.mode())) }
+}
+
+/// The pool's `shmpool_overflow` (block for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_overflow(pool: *const shmpool_pool) -> u32 {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, 0, |p| overflow_to_c(p.pool.overflow())) }
+}
+
+/// Whether the pool was closed (true for a NULL handle).
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_is_closed(pool: *const shmpool_pool) -> bool {
+    // SAFETY: forwarded module contract.
+    unsafe { property(pool, true, |p| p.pool.is_closed()) }
+}
+
+/// A new producer of the pool. Free it with `shmpool_producer_free`.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_producer(
+    pool: *const shmpool_pool,
+    out: *mut *mut shmpool_producer,
+) -> shmpool_status {
+    call(|| {
+        // SAFETY: NULL or a live handle (module contract).
+        let pool = unsafe { try_ref(pool, "pool") }?;
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let producer = shmpool_producer::new(pool.pool.producer()?, pool.pool.slots() as usize);
+        // SAFETY: `out` checked non-NULL, writable (module contract).
+        unsafe { hand_out(out, producer) }
+    })
+}
+
+/// A new consumer of the pool; in broadcast mode it receives what is published from now on. Free
+/// it with `shmpool_consumer_free`.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_consumer(
+    pool: *const shmpool_pool,
+    out: *mut *mut shmpool_consumer,
+) -> shmpool_status {
+    call(|| {
+        // SAFETY: NULL or a live handle (module contract).
+        let pool = unsafe { try_ref(pool, "pool") }?;
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let consumer = shmpool_consumer::new(pool.pool.consumer()?, pool.pool.slots() as usize);
+        // SAFETY: `out` checked non-NULL, writable (module contract).
+        unsafe { hand_out(out, consumer) }
+    })
+}
