@@ -8,10 +8,14 @@ bash scripts/setup.sh
 
 echo "== Rust: format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== Rust: tests"
 cargo test --locked
+
+echo "== Rust: model checking of the slot state machine (loom)"
+LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+  cargo test --locked --release --test loom
 
 for part in scripts/test-*.sh; do
   [ -e "$part" ] || continue
