@@ -32,5 +32,4 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -r bindings/python/requirements-dev.txt 2>/dev/null \
-  || .venv/bin/python -m pip install -q --disable-pip-version-check pytest numpy maturin
+.venv/bin/python -m pip install -q --disable-pip-version-check -r bindings/python/requirements-dev.txt

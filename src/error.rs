@@ -47,6 +47,16 @@ pub enum Error {
     /// The operation is not allowed for this handle.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The peer of a protocol connection went away: it closed the connection, its process exited,
+    /// or it stopped answering heartbeats.
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+    /// The peer of a protocol connection sent something malformed, too large or unexpected.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The peer of a protocol connection failed the authentication (a different secret).
+    #[error("authentication failed: {0}")]
+    Auth(String),
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

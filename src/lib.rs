@@ -31,6 +31,7 @@ pub mod ffi;
 mod liveness;
 mod pool;
 mod producer;
+pub mod protocol;
 mod signaler;
 mod sync;
 
@@ -77,3 +78,8 @@ pub mod __private {
         }
     }
 }
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

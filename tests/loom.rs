@@ -76,21 +76,28 @@ fn racing_producers_and_a_work_queue_consumer_lose_nothing() {
     });
 }
 
+/// Publishes one buffer to a one-slot pool with two consumers, which then race to receive it.
+/// Returns what each got.
+fn two_consumers_race(mode: Mode) -> (Arc<Model>, Vec<u64>, Vec<u64>) {
+    let model = Arc::new(Model::new(1, mode, Overflow::Block));
+    model.join_consumer(0);
+    model.join_consumer(1);
+    let k = model.acquire(0).unwrap();
+    model.publish(k);
+    let other = {
+        let model = model.clone();
+        thread::spawn(move || drain(&model, 1, 1))
+    };
+    let mine = drain(&model, 0, 1);
+    let theirs = other.join().unwrap();
+    (model, mine, theirs)
+}
+
 /// Two work-queue consumers racing for one buffer: exactly one gets it.
 #[test]
 fn work_queue_consumers_never_both_take_a_buffer() {
     loom::model(|| {
-        let model = Arc::new(Model::new(1, Mode::WorkQueue, Overflow::Block));
-        model.join_consumer(0);
-        model.join_consumer(1);
-        let k = model.acquire(0).unwrap();
-        model.publish(k);
-        let other = {
-            let model = model.clone();
-            thread::spawn(move || drain(&model, 1, 1))
-        };
-        let mine = drain(&model, 0, 1);
-        let theirs = other.join().unwrap();
+        let (model, mine, theirs) = two_consumers_race(Mode::WorkQueue);
         assert_eq!(mine.len() + theirs.len(), 1, "mine {mine:?}, theirs {theirs:?}");
         assert_eq!(model.free_slots(), 1);
     });
@@ -100,17 +107,8 @@ fn work_queue_consumers_never_both_take_a_buffer() {
 #[test]
 fn the_last_of_two_broadcast_releases_frees_the_slot() {
     loom::model(|| {
-        let model = Arc::new(Model::new(1, Mode::Broadcast, Overflow::Block));
-        model.join_consumer(0);
-        model.join_consumer(1);
-        let k = model.acquire(0).unwrap();
-        model.publish(k);
-        let other = {
-            let model = model.clone();
-            thread::spawn(move || drain(&model, 1, 1))
-        };
-        assert_eq!(drain(&model, 0, 1), vec![0]);
-        assert_eq!(other.join().unwrap(), vec![0]);
+        let (model, mine, theirs) = two_consumers_race(Mode::Broadcast);
+        assert_eq!((mine, theirs), (vec![0], vec![0]));
         assert_eq!(model.free_slots(), 1);
     });
 }

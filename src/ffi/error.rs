@@ -52,7 +52,7 @@ impl From<&crate::Error> for shmpool_status {
             E::InsufficientSpace { .. } => shmpool_status::SHMPOOL_NO_SPACE,
             E::TooManyPeers { .. } => shmpool_status::SHMPOOL_TOO_MANY_PEERS,
             E::Unsupported(_) => shmpool_status::SHMPOOL_UNSUPPORTED,
-            E::Io { .. } => shmpool_status::SHMPOOL_IO,
+            E::Io { .. } | E::Disconnected(_) | E::Protocol(_) | E::Auth(_) => shmpool_status::SHMPOOL_IO,
         }
     }
 }
