@@ -8,6 +8,7 @@ APT_PACKAGES=(
   build-essential pkg-config valgrind util-linux python3-venv
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad  # shmsink/shmsrc and fpsdisplaysink: benches/run.sh
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -197,7 +197,8 @@ impl WriteBuf {
         meta.len.store(self.len as u64, Relaxed);
         meta.timestamp.store(self.timestamp.unwrap_or_else(monotonic_ns), Relaxed);
         let seq = view.publish(self.slot)?;
-        view.producer(self.place.index).published.fetch_add(1, Relaxed);
+        let counter = &view.producer(self.place.index).published;
+        counter.store(counter.load(Relaxed) + 1, Relaxed); // only this producer writes it
         Ok(seq)
     }
 }

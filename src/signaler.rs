@@ -27,13 +27,13 @@
 use crate::sync::{fence, AtomicU32, Ordering::*};
 use std::time::{Duration, Instant};
 
-/// Wakes the waiters of `event`, if any.
+/// Wakes the waiters of `event`, if any. The caller's state change must be a `SeqCst`
+/// read-modify-write: with this `SeqCst` load and the waiter's `SeqCst` fence it forms the
+/// store-buffering pattern in which either we see the waiter or the waiter sees the new state.
+/// (On x86 the locked instruction the state change needs anyway is the only barrier paid.)
 #[inline]
-pub(crate) fn notify(event: &AtomicU32, waiting: &AtomicU32) {
-    // Orders the caller's state change before the waiter-count load; pairs with the SeqCst
-    // registration in `Waiter::register`, so either we see the waiter or it sees the new state.
-    fence(SeqCst);
-    if waiting.load(Relaxed) != 0 {
+pub fn notify(event: &AtomicU32, waiting: &AtomicU32) {
+    if waiting.load(SeqCst) != 0 {
         event.fetch_add(1, Release);
         wake_all(event);
     }
@@ -50,6 +50,8 @@ impl<'a> Waiter<'a> {
     /// Registers; the caller must re-check its condition afterwards, then call [`Waiter::sleep`].
     pub fn register(event: &'a AtomicU32, waiting: &'a AtomicU32) -> Self {
         waiting.fetch_add(1, SeqCst);
+        // Pairs with `notify` (see there): the waiter, on the slow path, pays for the fence.
+        fence(SeqCst);
         let seen = event.load(SeqCst);
         Waiter { waiting, event, seen }
     }
@@ -66,27 +68,48 @@ impl Drop for Waiter<'_> {
     }
 }
 
-/// Whether spinning before sleeping can pay off for this process: it may run on two CPUs or more.
+/// Whether spinning before sleeping can pay off: the machine, or the container this process runs
+/// in, has two CPUs or more, so a peer can run while we spin. This deliberately ignores the
+/// process's own affinity mask: pinning a spinner to one CPU and its peer to another is exactly
+/// where spinning pays.
 pub(crate) fn spin_useful() -> bool {
     static USEFUL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USEFUL.get_or_init(|| usable_cpus() > 1)
+    *USEFUL.get_or_init(|| container_cpus().unwrap_or_else(online_cpus) > 1)
 }
 
-#[cfg(target_os = "linux")]
-fn usable_cpus() -> usize {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            return libc::CPU_COUNT(&set) as usize;
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1)
+}
+
+/// CPUs of this process's cpuset cgroup (what `docker --cpuset-cpus` limits), v2 or v1.
+fn container_cpus() -> Option<usize> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let file = cgroups.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        match controllers {
+            "" => Some(format!("/sys/fs/cgroup{path}/cpuset.cpus.effective")),
+            c if c.split(',').any(|c| c == "cpuset") => {
+                Some(format!("/sys/fs/cgroup/cpuset{path}/cpuset.effective_cpus"))
+            }
+            _ => None,
         }
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    })?;
+    count_cpu_list(std::fs::read_to_string(file).ok()?.trim())
 }
 
-#[cfg(not(target_os = "linux"))]
-fn usable_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// Counts a kernel CPU list such as `0-3,8,10-11`.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut n = 0;
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().ok()?.checked_sub(a.parse::<usize>().ok()?)? + 1,
+            None => part.parse::<usize>().map(|_| 1).ok()?,
+        };
+    }
+    (n > 0).then_some(n)
 }
 
 /// Spins on `ready` for at most `budget`; returns its first `Some`.
@@ -189,4 +212,24 @@ pub mod futex {
 
     #[cfg(not(target_os = "linux"))]
     pub fn wake(_word: &AtomicU32) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_are_counted() {
+        assert_eq!(count_cpu_list("0-1"), Some(2));
+        assert_eq!(count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(count_cpu_list("5"), Some(1));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
+        assert_eq!(count_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn this_machine_has_a_cpuset() {
+        assert!(container_cpus().unwrap_or_else(online_cpus) >= 1);
+    }
 }

@@ -178,9 +178,8 @@ mod tests {
     fn c_dtype_codes_are_the_core_codes() {
         use crate::DType;
         use config::shmpool_dtype as C;
-        let c = [
-            C::Bytes, C::U8, C::U16, C::U32, C::U64, C::I8, C::I16, C::I32, C::I64, C::F16, C::Bf16, C::F32, C::F64,
-        ];
+        let c =
+            [C::Bytes, C::U8, C::U16, C::U32, C::U64, C::I8, C::I16, C::I32, C::I64, C::F16, C::Bf16, C::F32, C::F64];
         let core: Vec<u32> = DType::all().map(DType::code).collect();
         assert_eq!(c.map(|d| d as u32).to_vec(), core);
     }

@@ -209,7 +209,7 @@ impl View {
 
     /// Returns an unpublished slot to the pool.
     pub fn abort(&self, k: usize) {
-        self.slot(k).state.store(0, Release);
+        self.slot(k).state.swap(0, SeqCst);
         self.notify_freed();
     }
 
@@ -225,7 +225,7 @@ impl View {
         };
         control.published.fetch_add(1, Relaxed);
         if pending == 0 {
-            slot.state.store(0, Release);
+            slot.state.swap(0, SeqCst);
             self.notify_freed();
             return Ok(None);
         }
@@ -248,7 +248,7 @@ impl View {
             slot.seq.store(t, Release);
             if entry.compare_exchange(e, ring_entry::pack(t, k as u64), AcqRel, Acquire).is_ok() {
                 let _ = control.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
-                slot.state.store(state::published(pending, t), Release);
+                slot.state.swap(state::published(pending, t), SeqCst);
                 self.notify_published();
                 return Ok(Some(t));
             }
@@ -294,7 +294,7 @@ impl View {
                 continue;
             }
             record.cursor.store(t + 1, Release);
-            record.received.fetch_add(1, Relaxed);
+            bump(&record.received);
             return Ok(Received::Slot { slot: slot_index, seq: t });
         }
         Err(Error::corrupted("broadcast receive does not advance"))
@@ -330,7 +330,7 @@ impl View {
                 continue;
             }
             let _ = control.wq_head.compare_exchange(h, h + 1, AcqRel, Relaxed);
-            record.received.fetch_add(1, Relaxed);
+            bump(&record.received);
             return Ok(Received::Slot { slot: slot_index, seq: h });
         }
         Err(Error::corrupted("work-queue receive does not advance"))
@@ -338,7 +338,7 @@ impl View {
 
     /// Consumer `c` lets go of slot `k`. The last holder frees it.
     pub fn release(&self, k: usize, c: usize) {
-        let before = self.slot(k).state.fetch_and(!state::reading_bit(c), AcqRel);
+        let before = self.slot(k).state.fetch_and(!state::reading_bit(c), SeqCst);
         if state::is_free(before & !state::reading_bit(c)) {
             self.notify_freed();
         }
@@ -397,7 +397,7 @@ impl View {
                 }
             }
             if stale != 0
-                && slot.state.compare_exchange(s, s & !stale, AcqRel, Relaxed).is_ok()
+                && slot.state.compare_exchange(s, s & !stale, SeqCst, Relaxed).is_ok()
                 && state::is_free(s & !stale)
             {
                 freed += 1;
@@ -452,7 +452,7 @@ impl View {
             let mut s = slot.state.load(Acquire);
             while !state::is_writing(s) && s & bits != 0 {
                 let next = state::without_consumer(s, c);
-                match slot.state.compare_exchange_weak(s, next, AcqRel, Acquire) {
+                match slot.state.compare_exchange_weak(s, next, SeqCst, Acquire) {
                     Ok(_) => {
                         freed |= state::is_free(next);
                         break;
@@ -474,7 +474,7 @@ impl View {
             let slot = self.slot(k);
             let s = slot.state.load(Acquire);
             if state::is_writing(s) && state::owner(s) == p {
-                freed |= slot.state.compare_exchange(s, 0, AcqRel, Relaxed).is_ok();
+                freed |= slot.state.compare_exchange(s, 0, SeqCst, Relaxed).is_ok();
             }
         }
         self.producer(p).state.store(PEER_FREE, Release);
@@ -523,4 +523,9 @@ enum Found {
     NotYet,
     /// Lapped: continue from this sequence.
     Overwritten(u64),
+}
+
+/// Adds one to a counter only its owner writes: a plain load and store, no locked instruction.
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
 }

@@ -102,8 +102,9 @@ pub(crate) struct ProducerRecord {
 pub(crate) const PEER_FREE: u32 = 0;
 pub(crate) const PEER_ACTIVE: u32 = 1;
 
-/// Metadata of one slot.
-#[repr(C)]
+/// Metadata of one slot, on cache lines of its own so that a producer filling one slot never
+/// contends with a consumer reading its neighbour.
+#[repr(C, align(128))]
 #[derive(Default)]
 pub(crate) struct SlotHeader {
     /// See [`crate::pool::slot_state`].
