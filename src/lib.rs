@@ -54,6 +54,8 @@ pub mod __private {
     pub use crate::pool::slot_state;
 
     pub use crate::signaler::futex;
+    /// The Signaler's post (for the criterion benchmarks in benches/exchange.rs).
+    pub use crate::signaler::notify;
 
     /// Where the parts of a pool's segment lie (for tests that corrupt them on purpose).
     #[derive(Debug, Clone, Copy)]

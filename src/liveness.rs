@@ -86,5 +86,5 @@ pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: u64) {
 pub(crate) fn is_held(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     let mut fl = flock(libc::F_WRLCK, byte);
     fcntl_lock(fd, GETLK, &mut fl)?;
-    Ok(fl.l_type != libc::F_UNLCK as _)
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }

@@ -7,7 +7,9 @@
 //! - `handshake`: option negotiation (minimum of both sides) and protocol upgrades.
 //! - `shm`: the pools that carry large buffers once a connection is upgraded to `shm`.
 //! - `heartbeat`: liveness on an idle connection.
+//! - `lending`: sending bytes that already lie in a held slot as a reference to it.
 //! - `connection`: [`Connection`], [`Message`], [`Payload`], [`AllocBuf`].
+//! - `endpoint`: the host's [`Listener`] and the worker's [`connect`].
 //! - `launcher`: starting workers under a [`Backend`] (process, docker, podman, apptainer, conda,
 //!   namespace) and shutting them down.
 //!
@@ -26,18 +28,23 @@
 
 mod auth;
 mod connection;
+mod endpoint;
 pub mod frame;
 mod handshake;
 mod heartbeat;
 mod launcher;
+mod lending;
 mod shm;
 mod stream;
 
 pub use auth::Secret;
 pub use connection::{AllocBuf, Connection, Message, Payload, SendBuf};
+pub use endpoint::{connect, connect_env, ConnConfig, Listener};
 pub use handshake::{parse_protocols, Options, Protocol};
+pub use launcher::NAMESPACE_DIR;
 pub use launcher::{Backend, WorkerProcess};
-pub use stream::{connect, connect_env, Address, ConnConfig, Listener};
+pub use lending::{LendableSlot, LentView};
+pub use stream::Address;
 
 /// Environment variable with the comma-separated protocol list (default [`DEFAULT_PROTOCOLS`]).
 pub const PROTOCOL_ENV: &str = "SHMPOOL_PROTOCOL";

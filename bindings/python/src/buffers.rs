@@ -130,7 +130,7 @@ fn ndarray<'py>(owner: &Bound<'py, PyAny>, dtype: DType, shape: &[u64], reshape:
 /// # Safety
 /// `view` must be the `Py_buffer` that Python passed to `__getbuffer__`, and `ptr..ptr+len` must
 /// stay valid while the export is counted.
-unsafe fn fill_view(
+pub(crate) unsafe fn fill_view(
     view: *mut ffi::Py_buffer,
     flags: c_int,
     owner: Bound<'_, PyAny>,
@@ -185,6 +185,11 @@ pub struct Buffer {
 
 impl Buffer {
     pub(crate) fn new(buf: ReadBuf) -> PyResult<Buffer> {
+        Buffer::from_shared(Arc::new(buf))
+    }
+
+    /// A buffer over a slot hold that Rust code may share (the protocol's lending).
+    pub(crate) fn from_shared(buf: Arc<ReadBuf>) -> PyResult<Buffer> {
         Ok(Buffer {
             ptr: buf.as_ptr() as usize,
             nbytes: buf.len(),
@@ -194,7 +199,7 @@ impl Buffer {
             shape: buf.shape().to_vec(),
             meta: buf.user_meta().to_vec(),
             slot: buf.slot_index(),
-            state: Mutex::new(ReadState { held: Some(Arc::new(buf)), exports: 0 }),
+            state: Mutex::new(ReadState { held: Some(buf), exports: 0 }),
         })
     }
 

@@ -5,6 +5,7 @@
 //! - [`buffers`]: `Buffer` (received, read-only) and `WriteBuffer` (being filled), both with the
 //!   buffer protocol and DLPack; a slot stays held while any view of it exists.
 //! - [`dlpack`]: the DLPack structures and capsules.
+//! - [`protocol`]: the host/worker protocol's `Listener` and `Connection` (for `shmpool.rpc`).
 //!
 //! Errors are instances of the classes in `shmpool/_errors.py` (subclasses of `shmpool.Error`),
 //! except timeouts, which raise the builtin `TimeoutError`.
@@ -12,6 +13,7 @@
 mod buffers;
 mod dlpack;
 mod pool;
+mod protocol;
 
 use pyo3::exceptions::{PyImportError, PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
@@ -32,6 +34,9 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         Error::TooManyPeers { .. } => "TooManyPeers",
         Error::Unsupported(_) => "Unsupported",
         Error::Io { .. } => "IOFailure",
+        Error::Disconnected(_) => "Disconnected",
+        Error::Protocol(_) => "ProtocolError",
+        Error::Auth(_) => "AuthenticationError",
         // Variants the core may add later map to the base class.
         #[allow(unreachable_patterns)]
         _ => "Error",
@@ -93,5 +98,6 @@ fn _shmpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::Consumer>()?;
     m.add_class::<buffers::Buffer>()?;
     m.add_class::<buffers::WriteBuffer>()?;
+    protocol::register(m)?;
     Ok(())
 }

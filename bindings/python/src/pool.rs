@@ -18,7 +18,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Seconds (`None`: forever) to a duration; negative or NaN is an error.
-fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+pub(crate) fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
         Some(t) if t == f64::INFINITY => Ok(None),
@@ -29,7 +29,7 @@ fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 }
 
 /// Why a blocking call ended without a value.
-enum Failure {
+pub(crate) enum Failure {
     Core(Error),
     Py(PyErr),
 }
@@ -46,7 +46,7 @@ impl From<Failure> for PyErr {
 /// Runs a blocking core call without the GIL, in slices of at most [`SLICE`], running Python's
 /// signal handlers between slices (so Ctrl-C raises `KeyboardInterrupt`), until it succeeds,
 /// fails, or `timeout` seconds pass (`TimeoutError`). A zero timeout tries once.
-fn blocking<T: Send>(
+pub(crate) fn blocking<T: Send>(
     py: Python<'_>,
     timeout: Option<f64>,
     mut op: impl FnMut(Duration) -> shmpool::Result<T> + Send,

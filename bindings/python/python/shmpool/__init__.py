@@ -12,14 +12,17 @@ the pool when the last one goes away. NumPy is optional: only ``array()`` needs 
 from __future__ import annotations
 
 from ._errors import (
+    AuthenticationError,
     Closed,
     Corrupted,
+    Disconnected,
     Error,
     InsufficientSpace,
     InvalidArgument,
     IOFailure,
     PoolExists,
     PoolNotFound,
+    ProtocolError,
     TooManyPeers,
     Unsupported,
 )
@@ -54,6 +57,9 @@ __all__ = [
     "TooManyPeers",
     "Unsupported",
     "IOFailure",
+    "Disconnected",
+    "ProtocolError",
+    "AuthenticationError",
     "DTYPES",
     "MAX_DIMS",
     "MAX_SLOTS",

@@ -14,6 +14,9 @@ __all__ = [
     "TooManyPeers",
     "Unsupported",
     "IOFailure",
+    "Disconnected",
+    "ProtocolError",
+    "AuthenticationError",
 ]
 
 
@@ -55,3 +58,15 @@ class Unsupported(Error):
 
 class IOFailure(Error):
     """An operating-system call failed."""
+
+
+class Disconnected(Error, ConnectionError):
+    """The peer of a protocol connection went away (closed, exited, or missed heartbeats)."""
+
+
+class ProtocolError(Error):
+    """The peer of a protocol connection sent something malformed, too large or unexpected."""
+
+
+class AuthenticationError(Error, PermissionError):
+    """The peer of a protocol connection does not know the secret."""

@@ -1,0 +1,347 @@
+//! The host/worker protocol for Python: `Listener`, `Connection`, `connect_env` and
+//! `worker_command`. The transports are the Rust ones; `shmpool.rpc` builds calls on top.
+//!
+//! Received buffers are `Buffer`s (read-only views of pool slots, kept until every view is gone)
+//! on `shm`, `bytes` otherwise.
+
+use crate::buffers::{fill_view, Buffer};
+use crate::pool::{blocking, parse_timeout};
+use crate::{invalid, to_py};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use shmpool::protocol::{self as proto, Backend, ConnConfig, Options, Payload, SendBuf};
+use shmpool::Error;
+use std::os::raw::c_int;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A connection's settings from keyword arguments.
+#[allow(clippy::too_many_arguments)]
+fn config(
+    protocols: Option<&str>,
+    directory: Option<PathBuf>,
+    heartbeat: Option<f64>,
+    missed_heartbeats: Option<u32>,
+    slots: Option<u32>,
+    slot_size: Option<u64>,
+    max_message: Option<u64>,
+    timeout: Option<f64>,
+) -> PyResult<ConnConfig> {
+    let d = Options::default();
+    let options = Options {
+        heartbeat_ms: heartbeat.map_or(d.heartbeat_ms, |s| (s * 1000.0).round().max(1.0) as u64),
+        missed_heartbeats: missed_heartbeats.unwrap_or(d.missed_heartbeats),
+        slots: slots.unwrap_or(d.slots),
+        slot_size: slot_size.unwrap_or(d.slot_size),
+        max_message: max_message.unwrap_or(d.max_message),
+        ..d
+    };
+    Ok(ConnConfig {
+        protocols: protocols.map(proto::parse_protocols).transpose().map_err(to_py)?,
+        options,
+        directory,
+        timeout: parse_timeout(timeout)?.unwrap_or(Duration::from_secs(10)),
+    })
+}
+
+/// A host's listening socket with a fresh secret. `protocols=None`: `$SHMPOOL_PROTOCOL`, else
+/// `"tcp,shm"`.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct Listener {
+    inner: proto::Listener,
+}
+
+#[pymethods]
+impl Listener {
+    #[new]
+    #[pyo3(signature = (protocols=None, directory=None, *, heartbeat=None, missed_heartbeats=None, slots=None,
+                        slot_size=None, max_message=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        protocols: Option<&str>,
+        directory: Option<PathBuf>,
+        heartbeat: Option<f64>,
+        missed_heartbeats: Option<u32>,
+        slots: Option<u32>,
+        slot_size: Option<u64>,
+        max_message: Option<u64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Listener> {
+        let c = config(protocols, directory, heartbeat, missed_heartbeats, slots, slot_size, max_message, timeout)?;
+        let inner = py.detach(|| proto::Listener::bind(c)).map_err(to_py)?;
+        Ok(Listener { inner })
+    }
+
+    /// `{name: value}` the worker needs in its environment (address, secret, protocol list).
+    fn worker_env(&self) -> Vec<(String, String)> {
+        self.inner.worker_env()
+    }
+
+    #[getter]
+    fn address(&self) -> String {
+        self.inner.address().to_string()
+    }
+
+    /// The pool directory as the host sees it.
+    #[getter]
+    fn directory(&self) -> PathBuf {
+        self.inner.directory().to_path_buf()
+    }
+
+    #[getter]
+    fn protocols(&self) -> Vec<&'static str> {
+        self.inner.protocols().iter().map(|p| p.name()).collect()
+    }
+
+    /// Accepts one worker within `timeout` seconds; `check()` runs every ~100 ms and may raise to
+    /// give up (e.g. the worker process exited). `fallback_only`: no upgrade (a second channel).
+    #[pyo3(signature = (timeout, check=None, fallback_only=false))]
+    fn accept(
+        &self,
+        py: Python<'_>,
+        timeout: f64,
+        check: Option<Bound<'_, PyAny>>,
+        fallback_only: bool,
+    ) -> PyResult<Connection> {
+        let deadline = std::time::Instant::now() + parse_timeout(Some(timeout))?.unwrap_or(Duration::MAX / 2);
+        let protocols: Vec<proto::Protocol> =
+            if fallback_only { self.inner.protocols()[..1].to_vec() } else { self.inner.protocols().to_vec() };
+        loop {
+            if let Some(check) = &check {
+                check.call0()?;
+            }
+            py.check_signals()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(pyo3::exceptions::PyTimeoutError::new_err("timed out waiting for the worker"));
+            }
+            let slice = left.min(Duration::from_millis(100));
+            match py.detach(|| self.inner.accept_with(&protocols, slice, &mut || Ok(()))) {
+                Ok(c) => return Ok(Connection { inner: Arc::new(c) }),
+                Err(Error::Timeout) => continue,
+                Err(e) => return Err(to_py(e)),
+            }
+        }
+    }
+}
+
+/// One end of a message connection.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct Connection {
+    inner: Arc<proto::Connection>,
+}
+
+#[pymethods]
+impl Connection {
+    /// The transport in use: `"tcp"`, `"unix"` or `"shm"`.
+    #[getter]
+    fn protocol(&self) -> &'static str {
+        self.inner.protocol().name()
+    }
+
+    /// Whether the connection still works (as far as this side knows).
+    #[getter]
+    fn alive(&self) -> bool {
+        self.inner.is_alive()
+    }
+
+    /// Negotiated limits and sizes.
+    #[getter]
+    fn options(&self) -> (u64, u32, u32, u64, u64) {
+        let o = self.inner.options();
+        (o.max_message, o.max_buffers, o.max_header, o.inline_threshold, o.slot_size)
+    }
+
+    /// Sends `header` (bytes-like) and `buffers` (C-contiguous bytes-like objects). On `shm`,
+    /// buffers from the inline threshold up to a slot are copied once into a pool slot.
+    #[pyo3(signature = (header, buffers=None))]
+    fn send(&self, py: Python<'_>, header: PyBuffer<u8>, buffers: Option<Bound<'_, PyList>>) -> PyResult<()> {
+        let mut held = vec![header];
+        for item in buffers.iter().flat_map(|l| l.iter()) {
+            held.push(PyBuffer::<u8>::get(&item)?);
+        }
+        let mut spans = Vec::with_capacity(held.len());
+        for b in &held {
+            if !b.is_c_contiguous() {
+                return Err(invalid("buffers must be C-contiguous"));
+            }
+            spans.push((b.buf_ptr() as usize, b.len_bytes()));
+        }
+        let inner = self.inner.clone();
+        py.detach(move || {
+            // SAFETY: each span is the memory of a PyBuffer in `held`, which stays exported (so
+            // neither freed nor resized) until after this call returns.
+            let slices: Vec<&[u8]> =
+                spans.iter().map(|&(p, n)| unsafe { std::slice::from_raw_parts(p as *const u8, n) }).collect();
+            inner.send(slices[0], slices[1..].iter().map(|s| SendBuf::Bytes(s)).collect())
+        })
+        .map_err(to_py)?;
+        drop(held);
+        Ok(())
+    }
+
+    /// A writable slot of `nbytes` of this side's pool, kept (not published): sending bytes inside
+    /// it lends them to the peer without a copy. `None` unless on `shm` with a slot free and
+    /// `nbytes` fitting one. Fill it before sending; writing while the peer reads is a race.
+    fn alloc(&self, nbytes: usize) -> Option<SlotBuffer> {
+        let mut slot = self.inner.alloc_lendable(nbytes)?;
+        let ptr = slot.as_mut_ptr() as usize;
+        Some(SlotBuffer { slot, ptr })
+    }
+
+    /// Receives `(header: bytes, buffers: list)` within `timeout` seconds (`None`: until the peer
+    /// goes away). Buffers are `Buffer` views of pool slots on `shm`, else `bytes`.
+    #[pyo3(signature = (timeout=None))]
+    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyList>)> {
+        let inner = self.inner.clone();
+        let msg = blocking(py, timeout, move |slice| inner.recv(Some(slice))).map_err(PyErr::from)?;
+        let header = PyBytes::new(py, &msg.header);
+        let list = PyList::empty(py);
+        for b in msg.buffers {
+            match b {
+                Payload::Shared(r) => list.append(Bound::new(py, Buffer::from_shared(r)?)?)?,
+                Payload::Inline(v) => list.append(PyBytes::new(py, &v))?,
+                lent @ Payload::Lent(_) => list.append(Bound::new(py, LentBuffer { payload: lent })?)?,
+            }
+        }
+        Ok((header, list))
+    }
+
+    /// Closes the connection: pending and later calls on both sides raise `Disconnected`.
+    fn close(&self, py: Python<'_>) {
+        let inner = self.inner.clone();
+        py.detach(move || inner.close());
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmpool Connection {} alive={}>", self.inner.protocol(), self.inner.is_alive())
+    }
+}
+
+/// Bytes of this side's pool that the peer sent back without a copy (read-only buffer protocol).
+/// Dropping the last view tells the peer to release the slot.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct LentBuffer {
+    payload: Payload,
+}
+
+#[pymethods]
+impl LentBuffer {
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Buffer protocol: a read-only 1-D view of the bytes.
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("NULL Py_buffer"));
+        }
+        if flags & ffi::PyBUF_WRITABLE != 0 {
+            return Err(PyBufferError::new_err("received shmpool buffers are read-only"));
+        }
+        let (ptr, len) = (slf.get().payload.as_ptr() as usize, slf.get().payload.len());
+        // SAFETY: `view` is Python's request; the bytes live as long as this object, which the
+        // view owns.
+        unsafe { fill_view(view, flags, slf.into_any(), ptr, len, true) };
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.payload.len()
+    }
+}
+
+/// A slot of this side's pool kept for lending (`Connection.alloc`): writable buffer protocol.
+/// The slot returns to the pool when this object, its views and the peer's views are all gone.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct SlotBuffer {
+    slot: shmpool::protocol::LendableSlot,
+    ptr: usize,
+}
+
+#[pymethods]
+impl SlotBuffer {
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.slot.len()
+    }
+
+    /// Buffer protocol: a writable 1-D view of the bytes.
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("NULL Py_buffer"));
+        }
+        let (ptr, len) = (slf.get().ptr, slf.get().slot.len());
+        // SAFETY: `view` is Python's request; the slot lives as long as this object, which the view
+        // owns.
+        unsafe { fill_view(view, flags, slf.into_any(), ptr, len, false) };
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.slot.len()
+    }
+}
+
+/// A worker's connection to the host that started it (address and secret from the environment).
+#[pyfunction]
+#[pyo3(signature = (protocols=None, directory=None, *, heartbeat=None, missed_heartbeats=None, timeout=None))]
+pub fn connect_env(
+    py: Python<'_>,
+    protocols: Option<&str>,
+    directory: Option<PathBuf>,
+    heartbeat: Option<f64>,
+    missed_heartbeats: Option<u32>,
+    timeout: Option<f64>,
+) -> PyResult<Connection> {
+    let c = config(protocols, directory, heartbeat, missed_heartbeats, None, None, None, timeout)?;
+    let conn = py.detach(|| proto::connect_env(&c)).map_err(to_py)?;
+    Ok(Connection { inner: Arc::new(conn) })
+}
+
+/// Environment variables as `(name, value)` pairs.
+type Vars = Vec<(String, String)>;
+
+/// `(argv, env)` that start `argv` under `backend` (`process`, `docker`, `podman`, `apptainer`,
+/// `conda`, `namespace`; `arg`: the image or conda environment) with `env` passed through the
+/// environment and `directory` shared.
+#[pyfunction]
+#[pyo3(signature = (backend, argv, env, directory, arg=None))]
+pub fn worker_command(
+    backend: &str,
+    argv: Vec<String>,
+    env: Vars,
+    directory: PathBuf,
+    arg: Option<&str>,
+) -> PyResult<(Vec<String>, Vars)> {
+    let backend = Backend::from_name(backend, arg).map_err(to_py)?;
+    let cmd = backend.command(&argv, &env, &directory).map_err(to_py)?;
+    let line =
+        std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
+    let vars = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_string_lossy().into_owned(), v?.to_string_lossy().into_owned())))
+        .collect();
+    Ok((line, vars))
+}
+
+/// Registers the classes and functions.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Listener>()?;
+    m.add_class::<Connection>()?;
+    m.add_class::<LentBuffer>()?;
+    m.add_class::<SlotBuffer>()?;
+    m.add_function(wrap_pyfunction!(connect_env, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_command, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! The host/worker protocol across processes: this test binary re-executes itself as the worker.
+//! Every transport echoes messages; negotiation, authentication, liveness, shutdown and the
+//! `namespace` backend are checked against real processes.
+
+mod common;
+
+use common::*;
+use shmpool::protocol::{
+    connect_env, Backend, ConnConfig, Connection, Listener, Options, Payload, Protocol, SendBuf, WorkerProcess,
+    NAMESPACE_DIR, PROTOCOL_ENV, SECRET_ENV,
+};
+use shmpool::Error;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SLOT: usize = 1 << 20;
+
+/// Small pools and fast heartbeats, so that tests are quick and light.
+fn options() -> Options {
+    Options { slots: 4, slot_size: SLOT as u64, heartbeat_ms: 100, missed_heartbeats: 3, ..Options::default() }
+}
+
+fn err(e: Error) -> String {
+    e.to_string()
+}
+
+#[test]
+fn child() {
+    child_main(|role, _args| {
+        let config = ConnConfig { options: options(), ..ConnConfig::default() };
+        let conn = connect_env(&config).map_err(err)?;
+        if role == "second-wrong-secret" {
+            // The main channel is fine; a second one with a wrong secret must be refused.
+            std::env::set_var(SECRET_ENV, "00".repeat(32));
+            let e = connect_env(&config).expect_err("a wrong secret was accepted");
+            if !matches!(e, Error::Auth(_)) {
+                return Err(format!("expected an authentication error, got {e}"));
+            }
+        }
+        echo(&conn)
+    });
+}
+
+/// Echoes every message; `exit` exits the process, `whoami` answers with the pool directory.
+fn echo(conn: &Connection) -> Result<(), String> {
+    loop {
+        let msg = match conn.recv(None) {
+            Ok(m) => m,
+            Err(Error::Disconnected(_)) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        match &msg.header[..] {
+            b"exit" => std::process::exit(0),
+            b"whoami" => {
+                let dir = std::env::var("SHMPOOL_DIR").unwrap_or_default();
+                conn.send(format!("{dir} {}", conn.protocol()).as_bytes(), vec![]).map_err(err)?;
+            }
+            _ => {
+                let bufs = msg.buffers.iter().map(|b| SendBuf::Bytes(b)).collect();
+                conn.send(&msg.header, bufs).map_err(err)?;
+            }
+        }
+    }
+}
+
+struct Session {
+    conn: Connection,
+    worker: WorkerProcess,
+    _dir: TempDir,
+}
+
+fn host_config(protocols: &str, dir: &TempDir) -> ConnConfig {
+    ConnConfig {
+        protocols: Some(shmpool::protocol::parse_protocols(protocols).unwrap()),
+        options: options(),
+        directory: Some(dir.path().to_path_buf()),
+        ..ConnConfig::default()
+    }
+}
+
+fn worker_command(listener: &Listener, backend: &Backend, role: &str, env: &[(&str, &str)]) -> Command {
+    let base = child_command("child", role, &[]);
+    let mut argv = vec![base.get_program().to_string_lossy().into_owned()];
+    argv.extend(base.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let mut vars = listener.worker_env();
+    vars.extend(base.get_envs().filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string()))));
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut cmd = backend.command(&argv, &vars, listener.directory()).unwrap();
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    cmd
+}
+
+fn start_with(protocols: &str, backend: Backend, role: &str, env: &[(&str, &str)]) -> Result<Session, Error> {
+    let dir = TempDir::new("proto");
+    let listener = Listener::bind(host_config(protocols, &dir))?;
+    let mut worker = WorkerProcess::spawn(worker_command(&listener, &backend, role, env))?;
+    let conn = listener.accept(Duration::from_secs(20), &mut || worker.check_running())?;
+    Ok(Session { conn, worker, _dir: dir })
+}
+
+fn start(protocols: &str) -> Session {
+    start_with(protocols, Backend::Process, "echo", &[]).unwrap()
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
+}
+
+const ALL: [(&str, Protocol); 4] =
+    [("tcp", Protocol::Tcp), ("unix", Protocol::Unix), ("tcp,shm", Protocol::Shm), ("unix,shm", Protocol::Shm)];
+
+#[test]
+fn echo_on_every_transport() {
+    for (list, expected) in ALL {
+        let s = start(list);
+        assert_eq!(s.conn.protocol(), expected, "{list}");
+        let (small, slot, big) = (pattern(10, 1), pattern(SLOT, 2), pattern(3 * SLOT + 5, 3));
+        s.conn.send(b"hello", vec![small[..].into(), slot[..].into(), big[..].into()]).unwrap();
+        let first = s.conn.recv(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(first.header, b"hello");
+        assert_eq!(first.buffers.len(), 3);
+        assert_eq!((&*first.buffers[0], &*first.buffers[1], &*first.buffers[2]), (&small[..], &slot[..], &big[..]));
+        let shared: Vec<bool> = first.buffers.iter().map(|b| b.is_shared()).collect();
+        assert_eq!(shared, [false, expected == Protocol::Shm, false], "{list}: small inline, big on the socket");
+        if expected == Protocol::Shm {
+            // The worker echoed the view it received: the bytes came back as our own slot.
+            assert!(matches!(first.buffers[1], Payload::Lent(_)));
+        }
+
+        // A buffer allocated in place travels without a copy; views outlive later receives.
+        let mut alloc = s.conn.alloc(4096).unwrap();
+        assert_eq!(alloc.is_shared(), expected == Protocol::Shm);
+        alloc.copy_from_slice(&pattern(4096, 9));
+        s.conn.send(b"again", vec![alloc.into()]).unwrap();
+        let second = s.conn.recv(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(&*second.buffers[0], &pattern(4096, 9)[..]);
+        assert_eq!(&*first.buffers[1], &slot[..], "{list}: the first view changed");
+        s.conn.close();
+        drop(second);
+    }
+}
+
+#[test]
+fn many_messages_keep_order_and_slots_recycle() {
+    let s = start("tcp,shm");
+    assert_eq!(s.conn.protocol(), Protocol::Shm);
+    for i in 0..40u8 {
+        let data = pattern(SLOT / 2, i);
+        s.conn.send(&[i], vec![data[..].into()]).unwrap();
+        let m = s.conn.recv(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!((m.header[0], &*m.buffers[0]), (i, &data[..]));
+        // Lent slots come back released: with 4 slots, 40 messages still all go through the pool.
+        assert!(matches!(m.buffers[0], Payload::Lent(_)), "message {i} was copied");
+    }
+}
+
+#[test]
+fn lendable_slots_go_and_come_back_without_copies() {
+    let s = start("tcp,shm");
+    for i in 0..20u8 {
+        // The slot returns to the pool once the worker's echo and ours are gone: wait for it.
+        let mut slot = None;
+        wait_until(Duration::from_secs(5), "a free slot", || {
+            slot = s.conn.alloc_lendable(SLOT / 2);
+            slot.is_some()
+        });
+        let mut slot = slot.unwrap();
+        slot.copy_from_slice(&pattern(SLOT / 2, i));
+        s.conn.send(&[i], vec![SendBuf::Bytes(&slot)]).unwrap();
+        let m = s.conn.recv(Some(Duration::from_secs(10))).unwrap();
+        // The worker sent back the view of our slot it got: it is our own memory again.
+        assert!(matches!(m.buffers[0], Payload::Lent(_)), "message {i} was copied");
+        assert_eq!(m.buffers[0].as_ptr(), slot.as_ptr());
+        assert_eq!(&*m.buffers[0], &pattern(SLOT / 2, i)[..]);
+    }
+    assert!(s.conn.alloc_lendable(SLOT + 1).is_none(), "larger than a slot");
+}
+
+#[test]
+fn negotiation_matrix() {
+    // A worker whose own list lacks shm refuses the offer: the connection stays on the fallback.
+    for (list, fallback) in [("tcp,shm", Protocol::Tcp), ("unix,shm", Protocol::Unix)] {
+        let s = start_with(list, Backend::Process, "echo", &[(PROTOCOL_ENV, fallback.name())]).unwrap();
+        assert_eq!(s.conn.protocol(), fallback, "{list} with a worker limited to {fallback}");
+    }
+    // Offers go last first: with tcp,unix,shm the worker is offered shm first and takes it.
+    assert_eq!(start("tcp,unix,shm").conn.protocol(), Protocol::Shm);
+    // tcp,unix: the connection moves to a Unix socket.
+    let s = start("tcp,unix");
+    assert_eq!(s.conn.protocol(), Protocol::Unix);
+    s.conn.send(b"x", vec![pattern(100_000, 1)[..].into()]).unwrap();
+    assert_eq!(&*s.conn.recv(Some(Duration::from_secs(10))).unwrap().buffers[0], &pattern(100_000, 1)[..]);
+    // An unknown name is a clear error on the host...
+    let e = ConnConfig { protocols: None, ..ConnConfig::default() };
+    assert!(e.protocol_list().is_ok());
+    let e = shmpool::protocol::parse_protocols("tcp,shm,rdma").unwrap_err().to_string();
+    assert!(e.contains("unknown protocol \"rdma\""), "{e}");
+    // ...and on the worker, which exits with it.
+    let Err(e) = start_with("tcp,shm", Backend::Process, "echo", &[(PROTOCOL_ENV, "tcp,bogus")]) else {
+        panic!("a worker with an unknown protocol connected")
+    };
+    assert!(matches!(e, Error::Disconnected(_)), "{e}");
+}
+
+#[test]
+fn worker_that_cannot_map_the_pools_stays_on_tcp() {
+    // The namespace backend shows the worker its own directory; a worker whose SHMPOOL_DIR points
+    // to an empty directory cannot open the pools: it says so and the connection stays on tcp.
+    let dir = TempDir::new("proto-nomap");
+    let listener = Listener::bind(host_config("tcp,shm", &dir)).unwrap();
+    let empty = TempDir::new("proto-empty");
+    let mut cmd = worker_command(&listener, &Backend::Process, "echo", &[]);
+    cmd.env("SHMPOOL_DIR", empty.path());
+    let mut worker = WorkerProcess::spawn(cmd).unwrap();
+    let conn = listener.accept(Duration::from_secs(20), &mut || worker.check_running()).unwrap();
+    assert_eq!(conn.protocol(), Protocol::Tcp);
+    conn.send(b"whoami", vec![]).unwrap();
+    let m = conn.recv(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(String::from_utf8(m.header).unwrap(), format!("{} tcp", empty.path().display()));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the offered pools were removed");
+}
+
+#[test]
+fn wrong_secret_is_refused_on_both_sides() {
+    let dir = TempDir::new("proto-auth");
+    let listener = Listener::bind(host_config("tcp,shm", &dir)).unwrap();
+    let mut cmd = worker_command(&listener, &Backend::Process, "echo", &[]);
+    cmd.env(SECRET_ENV, "ab".repeat(32)).stderr(Stdio::piped());
+    let mut worker = WorkerProcess::spawn(cmd).unwrap();
+    let e = listener.accept(Duration::from_secs(20), &mut || Ok(())).unwrap_err();
+    assert!(matches!(e, Error::Auth(_)), "{e}");
+    assert!(e.to_string().contains("authentication failed"), "{e}");
+    let status = worker.shutdown(Duration::from_secs(10)).unwrap();
+    assert!(!status.success());
+    let mut text = String::new();
+    std::io::Read::read_to_string(worker.child().stderr.as_mut().unwrap(), &mut text).unwrap();
+    assert!(text.contains("authentication failed"), "worker said: {text}");
+}
+
+#[test]
+fn wrong_secret_is_refused_on_a_second_channel() {
+    let dir = TempDir::new("proto-auth2");
+    let listener = Listener::bind(host_config("tcp,shm", &dir)).unwrap();
+    let mut worker =
+        WorkerProcess::spawn(worker_command(&listener, &Backend::Process, "second-wrong-secret", &[])).unwrap();
+    let conn = listener.accept(Duration::from_secs(20), &mut || worker.check_running()).unwrap();
+    let e = listener.accept_with(&[Protocol::Tcp], Duration::from_secs(20), &mut || Ok(())).unwrap_err();
+    assert!(matches!(e, Error::Auth(_)), "{e}");
+    // The main channel still works.
+    conn.send(b"ping", vec![]).unwrap();
+    assert_eq!(conn.recv(Some(Duration::from_secs(10))).unwrap().header, b"ping");
+}
+
+#[test]
+fn timeout_waiting_for_a_worker() {
+    let dir = TempDir::new("proto-wait");
+    let listener = Listener::bind(host_config("tcp", &dir)).unwrap();
+    let t = Instant::now();
+    let e = listener.accept(Duration::from_millis(300), &mut || Ok(())).unwrap_err();
+    assert!(matches!(e, Error::Timeout) && t.elapsed() < Duration::from_secs(2), "{e}");
+    // A worker that dies before connecting is noticed at once.
+    let mut worker = WorkerProcess::spawn(Command::new("true")).unwrap();
+    let t = Instant::now();
+    let e = listener.accept(Duration::from_secs(20), &mut || worker.check_running()).unwrap_err();
+    assert!(matches!(e, Error::Disconnected(_)) && t.elapsed() < Duration::from_secs(2), "{e}");
+}
+
+/// Runs `recv` in a thread and returns its error and how long it took.
+fn pending_recv(s: &Session, trigger: impl FnOnce()) -> (Error, Duration) {
+    std::thread::scope(|scope| {
+        let t = scope.spawn(|| {
+            let start = Instant::now();
+            (s.conn.recv(None).unwrap_err(), start)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let at = Instant::now();
+        trigger();
+        let (e, _) = t.join().unwrap();
+        (e, at.elapsed())
+    })
+}
+
+#[test]
+fn worker_exit_and_kill_fail_pending_and_later_calls() {
+    for list in ["tcp", "unix,shm"] {
+        let s = start(list);
+        let (e, took) = pending_recv(&s, || s.conn.send(b"exit", vec![]).unwrap());
+        assert!(matches!(e, Error::Disconnected(_)) && took < Duration::from_secs(1), "{list}: {e} after {took:?}");
+        assert!(matches!(s.conn.send(b"x", vec![]), Err(Error::Disconnected(_))));
+        assert!(matches!(s.conn.recv(Some(Duration::from_secs(1))), Err(Error::Disconnected(_))));
+        assert!(matches!(s.conn.alloc(4096), Err(Error::Disconnected(_))));
+        assert!(s.conn.alloc_lendable(4096).is_none());
+
+        let mut s = start(list);
+        let pid = s.worker.id() as i32;
+        let (e, took) = pending_recv(&s, || {
+            // SAFETY: kill has no memory effects; `pid` is our child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        });
+        assert!(matches!(e, Error::Disconnected(_)) && took < Duration::from_secs(1), "{list}: {e} after {took:?}");
+        s.worker.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}
+
+#[test]
+fn stopped_worker_is_found_dead_by_heartbeats() {
+    for list in ["tcp", "tcp,shm"] {
+        let mut s = start(list);
+        // Idle for many heartbeat intervals: the connection stays alive.
+        assert!(matches!(s.conn.recv(Some(Duration::from_millis(600))), Err(Error::Timeout)));
+        s.conn.send(b"alive", vec![]).unwrap();
+        assert_eq!(s.conn.recv(Some(Duration::from_secs(5))).unwrap().header, b"alive");
+        let pid = s.worker.id() as i32;
+        let (e, took) = pending_recv(&s, || {
+            // SAFETY: kill has no memory effects; `pid` is our child.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        });
+        assert!(e.to_string().contains("missed heartbeats"), "{e}");
+        assert!(took < Duration::from_secs(2), "found after {took:?}");
+        s.worker.child().kill().unwrap();
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        s.worker.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}
+
+#[test]
+fn host_closes_before_or_after_a_receive() {
+    for list in ["tcp", "tcp,shm"] {
+        // After: a received view stays valid after close; the worker exits cleanly.
+        let mut s = start(list);
+        s.conn.send(b"x", vec![pattern(SLOT, 5)[..].into()]).unwrap();
+        let m = s.conn.recv(Some(Duration::from_secs(10))).unwrap();
+        s.conn.close();
+        assert_eq!(&*m.buffers[0], &pattern(SLOT, 5)[..]);
+        assert!(matches!(s.conn.recv(Some(Duration::from_secs(1))), Err(Error::Disconnected(_))));
+        assert!(s.worker.shutdown(Duration::from_secs(5)).unwrap().success());
+        // Before: a pending receive in another thread ends.
+        let mut s = start(list);
+        let (e, took) = pending_recv(&s, || s.conn.close());
+        assert!(matches!(e, Error::Disconnected(_)) && took < Duration::from_secs(1), "{e}");
+        assert!(s.worker.shutdown(Duration::from_secs(5)).unwrap().success());
+    }
+}
+
+#[test]
+fn size_limits_are_enforced_on_send() {
+    let s = start("tcp,shm");
+    let max = s.conn.options().max_buffers as usize;
+    let many: Vec<SendBuf<'_>> = (0..=max).map(|_| SendBuf::Bytes(b"x")).collect();
+    assert!(matches!(s.conn.send(b"", many), Err(Error::InvalidArgument(_))));
+    assert!(s.conn.is_alive());
+}
+
+#[test]
+fn namespace_worker_upgrades_to_shm_through_the_shared_directory() {
+    // Starting on a Unix socket works too.
+    let s = start_with("unix,shm", Backend::Namespace, "echo", &[]).expect("unshare needs root");
+    assert_eq!(s.conn.protocol(), Protocol::Shm);
+    drop(s);
+    let s = start_with("tcp,shm", Backend::Namespace, "echo", &[]).expect("unshare needs root");
+    assert_eq!(s.conn.protocol(), Protocol::Shm);
+    s.conn.send(b"whoami", vec![]).unwrap();
+    let m = s.conn.recv(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(String::from_utf8(m.header).unwrap(), format!("{NAMESPACE_DIR} shm"));
+    let data = pattern(SLOT, 4);
+    s.conn.send(b"echo", vec![data[..].into()]).unwrap();
+    let m = s.conn.recv(Some(Duration::from_secs(10))).unwrap();
+    assert!(m.buffers[0].is_shared());
+    assert_eq!(&*m.buffers[0], &data[..]);
+}
+
+#[test]
+fn graceful_shutdown_then_kill() {
+    let mut s = start("tcp");
+    s.conn.close();
+    assert!(s.worker.shutdown(Duration::from_secs(5)).unwrap().success());
+    // A worker that does not exit by itself is terminated after the grace period.
+    let mut w = WorkerProcess::spawn({
+        let mut c = Command::new("sleep");
+        c.arg("60");
+        c
+    })
+    .unwrap();
+    let t = Instant::now();
+    let status = w.shutdown(Duration::from_millis(100)).unwrap();
+    assert!(!status.success() && t.elapsed() < Duration::from_secs(3));
+}
