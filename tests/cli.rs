@@ -313,6 +313,28 @@ fn bench_tiny_json_has_every_row() {
 }
 
 #[test]
+fn bench_compare_measures_every_transport_and_consumer_shape() {
+    let dir = TestDir::new("bench-compare");
+    let report = dir.json(&["bench", "--compare", "--tiny", "--rounds", "2", "--payload", "65536", "--json"]);
+    let results = report["results"].as_array().unwrap();
+    let names: Vec<&str> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for name in
+        ["shmpool-blocking-bcast2", "shmpool-spin-bcast2", "shmpool-blocking-wq2", "shmpool-spin-wq2", "tcp-loopback"]
+    {
+        assert!(names.contains(&name), "no {name} row in {names:?}");
+    }
+    for row in results {
+        assert_eq!(row["rounds"], 2, "{row}");
+        assert_eq!(row["bad_pages"], 0, "{row}");
+        assert!(row["deliver"]["p999_ns"].as_u64() >= row["deliver"]["p50_ns"].as_u64(), "{row}");
+        assert!(row["cpu_per_msg_ns"].as_u64().unwrap() > 0, "{row}");
+        let two = row["name"].as_str().unwrap().ends_with('2');
+        assert_eq!(row["consumers"], if two { 2 } else { 1 }, "{row}");
+    }
+    assert!(dir.entries().is_empty(), "bench left {:?}", dir.entries());
+}
+
+#[test]
 fn demo_for_one_second_prints_the_table_and_cleans_up() {
     let dir = TestDir::new("demo");
     let out = dir.ok(&["demo", "--seconds", "1"]);

@@ -9,11 +9,12 @@
 // the frame into a slot instead.
 //
 // Usage: gst_to_pool NAME [--dir DIR] [--frames N] [--width W] [--height H] [--slots S]
-//                         [--consumers K] [--copy] [--baseline]
+//                         [--consumers K] [--copy] [--baseline] [--pattern P]
 //   --consumers K  wait (up to 10 s) until K consumers joined before starting (broadcast pools
 //                  discard frames nobody listens to)
 //   --copy         do not offer the slot buffer pool: always copy frames into slots
 //   --baseline     run `videotestsrc ! caps ! fakesink` instead, timed the same way (no pool)
+//   --pattern P    videotestsrc's pattern (default smpte; benches/run.sh uses black, a cheap source)
 // Prints the number of frames and the frames per second from PLAYING to end-of-stream.
 #include "shmpool.hpp"
 
@@ -227,7 +228,7 @@ double run(GstElement *pipeline) {
 
 int main(int argc, char **argv) try {
     gst_init(&argc, &argv);
-    std::string name, dir;
+    std::string name, dir, pattern = "smpte";
     long frames = 300, width = 1920, height = 1080, slots = 4, consumers = 0;
     bool baseline = false, copy = false;
     for (int i = 1; i < argc; i++) {
@@ -244,6 +245,7 @@ int main(int argc, char **argv) try {
         else if (a == "--consumers") consumers = std::stol(value());
         else if (a == "--baseline") baseline = true;
         else if (a == "--copy") copy = true;
+        else if (a == "--pattern") pattern = value();
         else if (name.empty() && a[0] != '-') name = a;
         else throw std::runtime_error("unknown argument " + a);
     }
@@ -251,7 +253,8 @@ int main(int argc, char **argv) try {
     if (width <= 0 || height <= 0 || slots <= 0) throw std::runtime_error("width, height and slots must be positive");
 
     const std::string caps = "video/x-raw,format=RGB,width=" + std::to_string(width) + ",height=" + std::to_string(height);
-    const std::string source = "videotestsrc num-buffers=" + std::to_string(frames) + " ! " + caps + " ! ";
+    const std::string source =
+        "videotestsrc pattern=" + pattern + " num-buffers=" + std::to_string(frames) + " ! " + caps + " ! ";
     GError *err = nullptr;
     if (baseline) {
         GstElement *pipeline = gst_parse_launch((source + "fakesink sync=false").c_str(), &err);

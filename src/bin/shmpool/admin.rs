@@ -36,6 +36,7 @@ pub struct LsArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// Pool name.
     name: String,
     /// Print one JSON object.
     #[arg(long)]
@@ -44,6 +45,7 @@ pub struct InspectArgs {
 
 #[derive(Args)]
 pub struct RmArgs {
+    /// Pool name.
     name: String,
 }
 

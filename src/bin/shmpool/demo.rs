@@ -163,11 +163,7 @@ fn run_transport(t: &Transport, dir: &Path, seconds: f64) -> CliResult<Outcome> 
         consumers: t.consumers,
         frames_per_s: results[t.consumers].rate(),
         consumer_frames_per_s: received.iter().map(PeerResult::rate).fold(f64::INFINITY, f64::min),
-        latency: Summary {
-            count: received.iter().map(|r| r.latency.count).sum(),
-            p50_ns: received.iter().map(|r| r.latency.p50_ns).max().unwrap_or(0),
-            p99_ns: received.iter().map(|r| r.latency.p99_ns).max().unwrap_or(0),
-        },
+        latency: Summary::worst_of(received.iter().map(|r| &r.latency)),
         bad_pages: received.iter().map(|r| r.bad_pages).sum(),
     })
 }

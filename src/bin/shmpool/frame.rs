@@ -30,6 +30,11 @@ pub fn stamp(buf: &mut [u8], index: u64) {
     }
 }
 
+/// The frame index in the header.
+pub fn index(buf: &[u8]) -> u64 {
+    get(buf, 8)
+}
+
 /// Records the send time in the header.
 pub fn set_sent_at(buf: &mut [u8], t0: u64) {
     put(buf, 0, t0);
@@ -45,7 +50,7 @@ pub struct Touched {
 
 /// Reads the header and every page stamp.
 pub fn touch(buf: &[u8]) -> Touched {
-    let index = get(buf, 8);
+    let index = index(buf);
     let bad_pages = page_stamps(buf.len()).filter(|&at| get(buf, at) != index).count() as u64;
     Touched { sent_at: get(buf, 0), index, bad_pages }
 }

@@ -8,6 +8,21 @@ pub struct Summary {
     pub count: usize,
     pub p50_ns: u64,
     pub p99_ns: u64,
+    #[serde(default)]
+    pub p999_ns: u64,
+}
+
+impl Summary {
+    /// The worst of several receivers' summaries, percentile by percentile (counts added): what
+    /// the slowest consumer of a broadcast saw.
+    pub fn worst_of<'a>(all: impl IntoIterator<Item = &'a Summary>) -> Summary {
+        all.into_iter().fold(Summary::default(), |w, s| Summary {
+            count: w.count + s.count,
+            p50_ns: w.p50_ns.max(s.p50_ns),
+            p99_ns: w.p99_ns.max(s.p99_ns),
+            p999_ns: w.p999_ns.max(s.p999_ns),
+        })
+    }
 }
 
 /// Collects samples; summarises them at the end.
@@ -29,8 +44,8 @@ impl Samples {
             return Summary::default();
         }
         self.0.sort_unstable();
-        let at = |pct: usize| self.0[(n * pct / 100).min(n - 1)];
-        Summary { count: n, p50_ns: at(50), p99_ns: at(99) }
+        let at = |per_mille: usize| self.0[(n * per_mille / 1000).min(n - 1)];
+        Summary { count: n, p50_ns: at(500), p99_ns: at(990), p999_ns: at(999) }
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct ProduceArgs {
+    /// Pool name.
     name: String,
     /// Buffers to publish (default: until interrupted).
     #[arg(long)]
@@ -28,6 +29,7 @@ pub struct ProduceArgs {
 
 #[derive(Args)]
 pub struct ConsumeArgs {
+    /// Pool name.
     name: String,
     /// Buffers to receive, then exit 0 (default: until the pool is closed).
     #[arg(long)]

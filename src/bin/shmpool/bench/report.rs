@@ -6,7 +6,7 @@ use super::session::{ReceiverReport, SenderReport};
 use super::shm::{data_slots, SPIN_BUDGET};
 use super::transport::Kind;
 use super::PAYLOADS;
-use crate::latency::format_ns;
+use crate::latency::{format_ns, Summary};
 use crate::CliResult;
 use serde::Serialize;
 
@@ -106,39 +106,102 @@ pub struct Breakdown {
 pub struct Row {
     name: String,
     payload_bytes: usize,
+    /// Receiving processes, and whether each message went to one of them (work queue).
+    consumers: usize,
+    work_queue: bool,
+    /// One-way latency until the receiver has read every page's stamp (the slowest receiver's
+    /// percentiles when there are several).
     p50_ns: u64,
     p99_ns: u64,
+    p999_ns: u64,
+    /// Hand-off latency: until the receive call returned with the whole message readable.
+    deliver: Summary,
     msgs_per_s: f64,
+    /// Payload bytes per second in the throughput phase (msgs_per_s × payload).
+    gb_per_s: f64,
+    /// CPU time (user + system, getrusage) of all the row's processes per message: latency phase
+    /// (one message in flight, so waiting is included: what spinning burns) and throughput phase.
+    cpu_per_msg_ns: u64,
+    cpu_per_msg_stream_ns: u64,
     /// Median rate over 64-message windows of the throughput phase.
     window_msgs_per_s: f64,
     samples: usize,
+    /// Rounds measured; the row is the one with the median hand-off p50.
+    rounds: usize,
     pinned: bool,
     bad_pages: u64,
     breakdown: Breakdown,
 }
 
 impl Row {
-    pub fn new(kind: Kind, payload: usize, pinned: bool, s: &SenderReport, r: &ReceiverReport) -> Row {
-        let seconds = r.stream_end_ns.saturating_sub(s.stream_start_ns) as f64 / 1e9;
+    /// One row from the sender's report and its receivers' (one each, several for multi-consumer
+    /// rows: a broadcast's rate is its slowest receiver's, a work queue's the sum of them all).
+    pub fn new(kind: Kind, payload: usize, pinned: bool, s: &SenderReport, rs: &[ReceiverReport]) -> Row {
+        let rate = |r: &ReceiverReport| {
+            let seconds = r.stream_end_ns.saturating_sub(s.stream_start_ns) as f64 / 1e9;
+            if seconds > 0.0 {
+                r.streamed as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let combine = |f: &dyn Fn(&ReceiverReport) -> f64| {
+            let each = rs.iter().map(f);
+            if kind.work_queue() {
+                each.sum()
+            } else {
+                each.fold(f64::INFINITY, f64::min)
+            }
+        };
+        let msgs_per_s = combine(&rate).round();
+        let per_msg = |cpu: u64, msgs: u64| cpu.checked_div(msgs).unwrap_or(0);
+        let latency = Summary::worst_of(rs.iter().map(|r| &r.latency));
+        let p50 = |f: &dyn Fn(&ReceiverReport) -> &Summary| Summary::worst_of(rs.iter().map(f)).p50_ns;
         Row {
             name: kind.name(),
             payload_bytes: payload,
-            p50_ns: r.latency.p50_ns,
-            p99_ns: r.latency.p99_ns,
-            msgs_per_s: if seconds > 0.0 { (r.streamed as f64 / seconds).round() } else { 0.0 },
-            window_msgs_per_s: r.window_msgs_per_s,
-            samples: r.latency.count,
+            consumers: rs.len(),
+            work_queue: kind.work_queue(),
+            p50_ns: latency.p50_ns,
+            p99_ns: latency.p99_ns,
+            p999_ns: latency.p999_ns,
+            deliver: Summary::worst_of(rs.iter().map(|r| &r.deliver)),
+            msgs_per_s,
+            gb_per_s: msgs_per_s * payload as f64 / 1e9,
+            cpu_per_msg_ns: per_msg(
+                s.cpu_latency_ns + rs.iter().map(|r| r.cpu_latency_ns).sum::<u64>(),
+                s.latency_sent,
+            ),
+            cpu_per_msg_stream_ns: per_msg(
+                s.cpu_stream_ns + rs.iter().map(|r| r.cpu_stream_ns).sum::<u64>(),
+                s.stream_sent,
+            ),
+            window_msgs_per_s: combine(&|r| r.window_msgs_per_s).round(),
+            samples: latency.count,
+            rounds: 1,
             pinned,
-            bad_pages: r.bad_pages,
+            bad_pages: rs.iter().map(|r| r.bad_pages).sum(),
             breakdown: Breakdown {
                 acquire_p50_ns: s.acquire.p50_ns,
                 prepare_p50_ns: s.prepare.p50_ns,
                 send_p50_ns: s.send.p50_ns,
-                deliver_p50_ns: r.deliver.p50_ns,
-                touch_p50_ns: r.touch.p50_ns,
-                release_p50_ns: r.release.p50_ns,
+                deliver_p50_ns: p50(&|r| &r.deliver),
+                touch_p50_ns: p50(&|r| &r.touch),
+                release_p50_ns: p50(&|r| &r.release),
             },
         }
+    }
+}
+
+impl Row {
+    /// The round with the median hand-off p50 (the lower middle for an even count).
+    pub fn median_of(mut rounds: Vec<Row>) -> Row {
+        let n = rounds.len();
+        assert!(n > 0, "a row is measured at least once");
+        rounds.sort_by_key(|r| r.deliver.p50_ns);
+        let mut row = rounds.swap_remove((n - 1) / 2);
+        row.rounds = n;
+        row
     }
 }
 
@@ -234,7 +297,10 @@ pub fn print_table(method: &Method, rows: &[Row], path: &PathCosts, cross: Optio
         "{:<17} {:>7} {:>10} {:>10} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10}",
         "transport", "payload", "p50", "p99", "msgs/s", "msgs/s*", "send p50", "deliver", "touch p50", "release"
     );
-    for payload in PAYLOADS {
+    let mut payloads: Vec<usize> = rows.iter().map(|r| r.payload_bytes).collect();
+    payloads.sort_unstable();
+    payloads.dedup();
+    for payload in payloads {
         for r in rows.iter().filter(|r| r.payload_bytes == payload) {
             println!("{}", row_line(r));
         }

@@ -27,6 +27,9 @@ pub struct Plan {
     pub min_messages: u64,
     /// Throughput phase length.
     pub stream_time: Duration,
+    /// Latency phase: the sender keeps its CPU busy this long before each message (an experiment:
+    /// a big payload's stamping, without the payload).
+    pub sender_busy: Duration,
 }
 
 /// What the receiver measured.
@@ -47,6 +50,14 @@ pub struct ReceiverReport {
     /// Median rate over windows of [`WINDOW`] streamed messages (0 if there was no full window):
     /// the rate while both sides run, less sensitive to other processes taking the CPUs.
     pub window_msgs_per_s: f64,
+    /// CPU time (user + system, getrusage) of this process in the latency phase (warm-up
+    /// included) and in the throughput phase, and the messages it received in the latency phase.
+    #[serde(default)]
+    pub cpu_latency_ns: u64,
+    #[serde(default)]
+    pub cpu_stream_ns: u64,
+    #[serde(default)]
+    pub latency_received: u64,
 }
 
 /// Messages per throughput window.
@@ -61,6 +72,23 @@ pub struct SenderReport {
     /// From `t0` to the send call's return (publish, write, copy and wake).
     pub send: Summary,
     pub stream_start_ns: u64,
+    /// CPU time of the sending process in each phase, and the messages it sent in each.
+    pub cpu_latency_ns: u64,
+    pub cpu_stream_ns: u64,
+    pub latency_sent: u64,
+    pub stream_sent: u64,
+}
+
+/// CPU time (user + system) this process has used, in nanoseconds.
+pub fn cpu_ns() -> u64 {
+    // SAFETY: rusage is plain data; an all-zero value is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a writable rusage; RUSAGE_SELF is always a valid `who`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 pub fn send(side: &mut dyn SendSide, plan: &Plan) -> CliResult<SenderReport> {
@@ -68,12 +96,21 @@ pub fn send(side: &mut dyn SendSide, plan: &Plan) -> CliResult<SenderReport> {
     let (mut acquire, mut prepare, mut send) =
         (Samples::with_capacity(n), Samples::with_capacity(n), Samples::with_capacity(n));
     let mut measured_since = None;
+    let cpu_start = cpu_ns();
+    let mut latency_sent = 0;
     for i in 0.. {
         if i >= plan.warmup {
             let since = *measured_since.get_or_insert_with(Instant::now);
             let done = i - plan.warmup;
             if done >= plan.max_messages || (done >= plan.min_messages && since.elapsed() >= plan.latency_time) {
+                latency_sent = i;
                 break;
+            }
+        }
+        if !plan.sender_busy.is_zero() {
+            let until = Instant::now() + plan.sender_busy;
+            while Instant::now() < until {
+                std::hint::spin_loop();
             }
         }
         let start = monotonic_ns();
@@ -88,7 +125,9 @@ pub fn send(side: &mut dyn SendSide, plan: &Plan) -> CliResult<SenderReport> {
     }
     side.send(STOP)?;
     side.wait_ack()?;
+    let cpu_latency_ns = cpu_ns() - cpu_start;
 
+    let cpu_start = cpu_ns();
     let stream_start_ns = monotonic_ns();
     let end = Instant::now() + plan.stream_time;
     let mut i = 0u64;
@@ -99,13 +138,23 @@ pub fn send(side: &mut dyn SendSide, plan: &Plan) -> CliResult<SenderReport> {
         }
     }
     side.send(STOP)?;
-    Ok(SenderReport { acquire: acquire.summary(), prepare: prepare.summary(), send: send.summary(), stream_start_ns })
+    Ok(SenderReport {
+        acquire: acquire.summary(),
+        prepare: prepare.summary(),
+        send: send.summary(),
+        stream_start_ns,
+        cpu_latency_ns,
+        cpu_stream_ns: cpu_ns() - cpu_start,
+        latency_sent,
+        stream_sent: i,
+    })
 }
 
 pub fn receive(side: &mut dyn RecvSide, warmup: u64) -> CliResult<ReceiverReport> {
     let mut report = ReceiverReport::default();
     let (mut latency, mut deliver, mut touch, mut release) =
         (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let cpu_start = cpu_ns();
     loop {
         let data = side.recv()?;
         let delivered = monotonic_ns();
@@ -117,6 +166,7 @@ pub fn receive(side: &mut dyn RecvSide, warmup: u64) -> CliResult<ReceiverReport
         if touched.index == STOP {
             break;
         }
+        report.latency_received += 1;
         report.bad_pages += touched.bad_pages;
         if touched.index >= warmup {
             latency.push(touched_at.saturating_sub(touched.sent_at));
@@ -125,6 +175,8 @@ pub fn receive(side: &mut dyn RecvSide, warmup: u64) -> CliResult<ReceiverReport
             release.push(released - touched_at);
         }
     }
+    report.cpu_latency_ns = cpu_ns() - cpu_start;
+    let cpu_start = cpu_ns();
     let mut windows = Samples::default();
     let mut window_start = None;
     loop {
@@ -132,6 +184,7 @@ pub fn receive(side: &mut dyn RecvSide, warmup: u64) -> CliResult<ReceiverReport
         side.release()?;
         if touched.index == STOP {
             report.stream_end_ns = monotonic_ns();
+            report.cpu_stream_ns = cpu_ns() - cpu_start;
             break;
         }
         report.bad_pages += touched.bad_pages;

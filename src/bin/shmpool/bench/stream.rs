@@ -1,4 +1,4 @@
-//! The pipe and Unix-socket baselines: the sender writes each message from its own buffer, the
+//! The pipe, Unix-socket and TCP-loopback baselines: the sender writes each message from its own buffer, the
 //! receiver reads it whole into its own buffer (a copy each way), acknowledgements go back as
 //! 8 bytes. The data pipe is enlarged to the system's maximum pipe size.
 
@@ -8,12 +8,14 @@ use crate::{fifo, frame, CliResult, Failure};
 use shmpool::monotonic_ns;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
 const DATA_FIFO: &str = "data.fifo";
 const ACK_FIFO: &str = "ack.fifo";
 const SOCKET: &str = "socket";
+const TCP_PORT: &str = "tcp-port";
 const ACK: [u8; 8] = *b"ack\0\0\0\0\0";
 
 pub struct Sender<W, R> {
@@ -88,16 +90,23 @@ pub fn listen(setup: &Setup) -> CliResult<UnixListener> {
 pub fn socket_sender(
     listener: &UnixListener,
     setup: &Setup,
-    mut peer_alive: impl FnMut() -> bool,
+    peer_alive: impl FnMut() -> bool,
 ) -> CliResult<Sender<UnixStream, UnixStream>> {
+    let stream = accept_within(|| listener.accept().map(|(s, _)| s), peer_alive)?;
+    stream.set_nonblocking(false)?;
+    let acks = stream.try_clone()?;
+    Ok(Sender { data: stream, acks, buf: vec![0; setup.payload] })
+}
+
+/// Polls a non-blocking `accept` until the receiver connects, it dies, or [`TIMEOUT`] passes.
+fn accept_within<S>(
+    mut accept: impl FnMut() -> std::io::Result<S>,
+    mut peer_alive: impl FnMut() -> bool,
+) -> CliResult<S> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false)?;
-                let acks = stream.try_clone()?;
-                return Ok(Sender { data: stream, acks, buf: vec![0; setup.payload] });
-            }
+        match accept() {
+            Ok(stream) => return Ok(stream),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if !peer_alive() || Instant::now() >= deadline {
                     return Err(Failure::error("the receiver did not connect"));
@@ -107,6 +116,38 @@ pub fn socket_sender(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// TCP loopback: the parent listens on 127.0.0.1 (a free port, written to a file of the row's
+/// directory for the child); both ends set TCP_NODELAY.
+pub fn tcp_listen(setup: &Setup) -> CliResult<TcpListener> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    listener.set_nonblocking(true)?;
+    std::fs::write(setup.dir.join(TCP_PORT), listener.local_addr()?.port().to_string())?;
+    Ok(listener)
+}
+
+pub fn tcp_sender(
+    listener: &TcpListener,
+    setup: &Setup,
+    peer_alive: impl FnMut() -> bool,
+) -> CliResult<Sender<TcpStream, TcpStream>> {
+    let stream = accept_within(|| listener.accept().map(|(s, _)| s), peer_alive)?;
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    let acks = stream.try_clone()?;
+    Ok(Sender { data: stream, acks, buf: vec![0; setup.payload] })
+}
+
+pub fn tcp_receiver(setup: &Setup) -> CliResult<Receiver<TcpStream, TcpStream>> {
+    let port: u16 = std::fs::read_to_string(setup.dir.join(TCP_PORT))?
+        .trim()
+        .parse()
+        .map_err(|e| Failure::error(format!("TCP port file: {e}")))?;
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_nodelay(true)?;
+    let acks = stream.try_clone()?;
+    Ok(Receiver { data: stream, acks, buf: vec![0; setup.payload] })
 }
 
 pub fn socket_receiver(setup: &Setup) -> CliResult<Receiver<UnixStream, UnixStream>> {

@@ -4,6 +4,8 @@
 //! [`prepare`]s what the receiver will open (pools, FIFOs, a listening socket, a futex page) in a
 //! private directory, starts the child, then [`connect_sender`]s; the child [`open_receiver`]s.
 
+#[cfg(feature = "iceoryx2-bench")]
+use super::iceoryx;
 use super::{futex, shm, stream};
 use crate::CliResult;
 use clap::ValueEnum;
@@ -16,6 +18,20 @@ pub enum Kind {
     FutexPingpong,
     Pipe,
     UnixSocket,
+    /// Two consumers of a broadcast pool (both get every message).
+    ShmpoolBlockingBcast2,
+    ShmpoolSpinBcast2,
+    /// Two consumers of a work-queue pool (each message goes to one).
+    ShmpoolBlockingWq2,
+    ShmpoolSpinWq2,
+    /// TCP over 127.0.0.1 with TCP_NODELAY (copying, like the pipe and the Unix socket).
+    TcpLoopback,
+    /// iceoryx2 publish–subscribe, the receiver busy-polling `receive` (feature `iceoryx2-bench`).
+    #[cfg(feature = "iceoryx2-bench")]
+    Iceoryx2Poll,
+    /// iceoryx2 publish–subscribe plus an event service: the receiver blocks in its listener.
+    #[cfg(feature = "iceoryx2-bench")]
+    Iceoryx2Blocking,
 }
 
 impl Kind {
@@ -27,9 +43,61 @@ impl Kind {
         self.to_possible_value().expect("not skipped").get_name().to_string()
     }
 
-    /// Whether both sides spin before sleeping.
+    /// The transports of `bench --compare`.
+    pub fn compared() -> Vec<Kind> {
+        #[allow(unused_mut)] // pushed to with feature iceoryx2-bench
+        let mut kinds = vec![
+            Kind::ShmpoolBlocking,
+            Kind::ShmpoolSpin,
+            Kind::ShmpoolBlockingBcast2,
+            Kind::ShmpoolSpinBcast2,
+            Kind::ShmpoolBlockingWq2,
+            Kind::ShmpoolSpinWq2,
+            Kind::FutexPingpong,
+            Kind::Pipe,
+            Kind::UnixSocket,
+            Kind::TcpLoopback,
+        ];
+        #[cfg(feature = "iceoryx2-bench")]
+        kinds.extend([Kind::Iceoryx2Poll, Kind::Iceoryx2Blocking]);
+        kinds
+    }
+
+    /// Whether both sides spin before sleeping (busy-poll for iceoryx2).
     pub fn spins(self) -> bool {
-        self == Kind::ShmpoolSpin
+        match self {
+            Kind::ShmpoolSpin | Kind::ShmpoolSpinBcast2 | Kind::ShmpoolSpinWq2 => true,
+            #[cfg(feature = "iceoryx2-bench")]
+            Kind::Iceoryx2Poll => true,
+            _ => false,
+        }
+    }
+
+    /// Receiving processes of a row.
+    pub fn consumers(self) -> usize {
+        match self {
+            Kind::ShmpoolBlockingBcast2 | Kind::ShmpoolSpinBcast2 | Kind::ShmpoolBlockingWq2 | Kind::ShmpoolSpinWq2 => {
+                2
+            }
+            _ => 1,
+        }
+    }
+
+    /// Whether each message goes to one of the consumers (a work-queue pool) instead of all.
+    pub fn work_queue(self) -> bool {
+        matches!(self, Kind::ShmpoolBlockingWq2 | Kind::ShmpoolSpinWq2)
+    }
+
+    fn is_shmpool(self) -> bool {
+        matches!(
+            self,
+            Kind::ShmpoolBlocking
+                | Kind::ShmpoolSpin
+                | Kind::ShmpoolBlockingBcast2
+                | Kind::ShmpoolSpinBcast2
+                | Kind::ShmpoolBlockingWq2
+                | Kind::ShmpoolSpinWq2
+        )
     }
 }
 
@@ -69,17 +137,24 @@ pub enum Prepared {
     Futex(futex::Region),
     Pipe,
     Socket(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+    #[cfg(feature = "iceoryx2-bench")]
+    Iceoryx2(iceoryx::Services),
 }
 
 pub fn prepare(setup: &Setup) -> CliResult<Prepared> {
     Ok(match setup.kind {
-        Kind::ShmpoolBlocking | Kind::ShmpoolSpin => Prepared::Shm(shm::Pools::create(setup)?),
+        k if k.is_shmpool() => Prepared::Shm(shm::Pools::create(setup)?),
         Kind::FutexPingpong => Prepared::Futex(futex::Region::create(setup)?),
         Kind::Pipe => {
             stream::create_fifos(setup)?;
             Prepared::Pipe
         }
         Kind::UnixSocket => Prepared::Socket(stream::listen(setup)?),
+        Kind::TcpLoopback => Prepared::Tcp(stream::tcp_listen(setup)?),
+        #[cfg(feature = "iceoryx2-bench")]
+        Kind::Iceoryx2Poll | Kind::Iceoryx2Blocking => Prepared::Iceoryx2(iceoryx::Services::create(setup)?),
+        _ => unreachable!("every shmpool kind is matched by is_shmpool"),
     })
 }
 
@@ -94,15 +169,22 @@ pub fn connect_sender(
         Prepared::Futex(region) => Box::new(futex::Sender::new(region, setup)),
         Prepared::Pipe => Box::new(stream::pipe_sender(setup, peer_alive)?),
         Prepared::Socket(listener) => Box::new(stream::socket_sender(&listener, setup, peer_alive)?),
+        Prepared::Tcp(listener) => Box::new(stream::tcp_sender(&listener, setup, peer_alive)?),
+        #[cfg(feature = "iceoryx2-bench")]
+        Prepared::Iceoryx2(services) => Box::new(iceoryx::Sender::new(services, setup)?),
     })
 }
 
 /// The child's side.
 pub fn open_receiver(setup: &Setup) -> CliResult<Box<dyn RecvSide>> {
     Ok(match setup.kind {
-        Kind::ShmpoolBlocking | Kind::ShmpoolSpin => Box::new(shm::Receiver::open(setup)?),
+        k if k.is_shmpool() => Box::new(shm::Receiver::open(setup)?),
         Kind::FutexPingpong => Box::new(futex::Receiver::open(setup)?),
         Kind::Pipe => Box::new(stream::pipe_receiver(setup)?),
         Kind::UnixSocket => Box::new(stream::socket_receiver(setup)?),
+        Kind::TcpLoopback => Box::new(stream::tcp_receiver(setup)?),
+        #[cfg(feature = "iceoryx2-bench")]
+        Kind::Iceoryx2Poll | Kind::Iceoryx2Blocking => Box::new(iceoryx::Receiver::open(setup)?),
+        _ => unreachable!("every shmpool kind is matched by is_shmpool"),
     })
 }

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The published benchmark, one command: bash benches/run.sh [--quick]
+#
+# Installs what is missing (scripts/setup.sh, matplotlib into .venv), builds (release, with the
+# iceoryx2 rows: feature iceoryx2-bench), then measures in one run on this machine:
+#   1. criterion micro-benchmarks of the in-process paths (benches/exchange.rs)
+#   2. two-process latency / throughput / CPU of shmpool (blocking, spin; 1 consumer, 2 broadcast,
+#      2 work-queue) against futex ping-pong, pipe, Unix socket, TCP loopback and iceoryx2, for
+#      64 B, 64 KiB, 1 MiB, 8 MiB and 1080p RGB payloads (`shmpool bench --compare`)
+#   3. 1080p RGB frames through GStreamer: gst_to_pool -> pool_to_gst against shmsink -> shmsrc,
+#      one and two consumers, repeated (20 times; 3 with --quick) to catch stalls
+#   4. Python: 8 MiB ndarray handoff, shmpool vs multiprocessing.Queue vs shared_memory
+# and regenerates benches/RESULTS.md and benches/*.png (benches/report.py). Raw results stay in
+# target/bench-results/. --quick: under 3 minutes once built; the full run: about 8 (2 vCPUs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+OUT=target/bench-results
+rm -rf "$OUT"
+mkdir -p "$OUT"
+started=$(date +%s)
+step() { echo "== [$(($(date +%s) - started)) s] $*"; }
+
+step "setup (scripts/setup.sh, matplotlib)"
+bash scripts/setup.sh
+PY=.venv/bin/python
+"$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check matplotlib
+
+step "build"
+cargo build --release --locked --quiet --features iceoryx2-bench --bin shmpool
+make -s build/c/gst_to_pool build/c/pool_to_gst build/c/shmsink_bench >/dev/null
+(cd bindings/python && VIRTUAL_ENV="$PWD/../../.venv" PATH="$PWD/../../.venv/bin:$PATH" \
+  maturin develop --release --locked --quiet)
+SHMPOOL=target/release/shmpool
+build_done=$(date +%s)
+
+{
+  echo "{\"cpu_model\": \"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)\","
+  echo " \"cores\": $(nproc), \"kernel\": \"$(uname -r)\", \"os\": \"$(. /etc/os-release && echo "$PRETTY_NAME")\","
+  echo " \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\", \"quick\": $([ $QUICK = 1 ] && echo true || echo false),"
+  echo " \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo +changes)\","
+  echo " \"load_before\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
+} >"$OUT/machine.json"
+
+step "1/4 criterion micro-benchmarks (benches/exchange.rs)"
+rm -rf target/criterion
+if [ $QUICK = 1 ]; then export SHMPOOL_BENCH_QUICK=1; fi
+# Same features as the build above: cargo bench rebuilds target/release/shmpool too.
+cargo bench --locked --quiet --features iceoryx2-bench --bench exchange -- --noplot 2>&1 | grep -E "time:" | sed 's/^/  /' || true
+unset SHMPOOL_BENCH_QUICK
+
+step "2/4 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"
+quick_flag=(); [ $QUICK = 1 ] && quick_flag=(--quick)
+"$SHMPOOL" bench --compare --rounds 3 --json "${quick_flag[@]}" >"$OUT/ipc.json" 2> >(tee "$OUT/ipc.log" >&2)
+
+step "3/4 GStreamer 1080p RGB: gst_to_pool -> pool_to_gst vs shmsink -> shmsrc"
+REPS=20; FRAMES=600
+[ $QUICK = 1 ] && { REPS=3; FRAMES=300; }
+PATTERN=black  # a cheap source, so that the transports, not videotestsrc's drawing, set the pace
+TIMEOUT_S=20
+GST_DIR=$(mktemp -d "${SHMPOOL_DIR:-/dev/shm}/shmpool-gstbench-XXXXXX" 2>/dev/null || mktemp -d)
+trap 'rm -rf "$GST_DIR"' EXIT
+GST_OUT="$OUT/gst.jsonl"
+: >"$GST_OUT"
+record() { # system consumers rep fps stalled
+  echo "{\"system\": \"$1\", \"consumers\": $2, \"rep\": $3, \"fps\": $4, \"stalled\": $5}" >>"$GST_OUT"
+}
+fps_of() { sed -n 's/.*: \([0-9.]*\) fps.*/\1/p' <<<"$1" | head -n1; }
+run_pool() { # consumers rep
+  local name="bench-$1-$2" pids=() out status=0
+  for _ in $(seq "$1"); do
+    timeout $((TIMEOUT_S + 15)) build/c/pool_to_gst "$name" --dir "$GST_DIR" --frames "$FRAMES" >/dev/null &
+    pids+=($!)
+  done
+  out=$(timeout "$TIMEOUT_S" build/c/gst_to_pool "$name" --dir "$GST_DIR" --frames "$FRAMES" --consumers "$1" \
+    --pattern "$PATTERN" 2>&1) || status=$?
+  for p in "${pids[@]}"; do wait "$p" || status=$((status ? status : 1)); done
+  if [ "$status" = 124 ] || [ -z "$(fps_of "$out")" ]; then
+    echo "  shmpool   x$1 run $2: STALL or failure ($out)"
+    record shmpool "$1" "$2" 0 true
+  else
+    echo "  shmpool   x$1 run $2: $(fps_of "$out") fps"
+    record shmpool "$1" "$2" "$(fps_of "$out")" false
+  fi
+}
+run_shmsink() { # consumers rep
+  local socket="$GST_DIR/shmsink-$1-$2" pids=() out producer status=0
+  build/c/shmsink_bench "$socket" --frames "$FRAMES" --consumers "$1" --pattern "$PATTERN" \
+    --timeout-s "$TIMEOUT_S" >"$GST_DIR/out" 2>&1 &
+  producer=$!
+  for _ in $(seq 500); do [ -S "$socket" ] && break; sleep 0.01; done
+  for _ in $(seq "$1"); do
+    timeout $((TIMEOUT_S + 15)) gst-launch-1.0 -q shmsrc socket-path="$socket" ! fakesink sync=false \
+      >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  wait "$producer" || status=$?
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  out=$(cat "$GST_DIR/out")
+  if [ "$status" != 0 ] || [ -z "$(fps_of "$out")" ]; then
+    echo "  shmsink   x$1 run $2: STALL or failure ($out)"
+    record shmsink "$1" "$2" 0 true
+  else
+    echo "  shmsink   x$1 run $2: $(fps_of "$out") fps"
+    record shmsink "$1" "$2" "$(fps_of "$out")" false
+  fi
+}
+for rep in $(seq "$REPS"); do
+  # The source alone, timed the same way, in every repetition: the ceiling of both systems.
+  base=$(build/c/gst_to_pool --baseline --frames "$FRAMES" --pattern "$PATTERN")
+  echo "  source alone    run $rep: $(fps_of "$base") fps"
+  record source-only 0 "$rep" "$(fps_of "$base")" false
+  for consumers in 1 2; do
+    run_pool "$consumers" "$rep"
+    run_shmsink "$consumers" "$rep"
+  done
+done
+
+step "4/4 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
+py_args=(--json); [ $QUICK = 1 ] && py_args+=(--frames 100 --queue-frames 20)
+"$PY" bindings/python/benches/handoff.py "${py_args[@]}" >"$OUT/python.txt"
+sed -n '1,/^{/p' "$OUT/python.txt" | sed '$d' | sed 's/^/  /'
+
+step "report"
+measure_s=$(($(date +%s) - build_done))
+"$PY" benches/report.py "$OUT" --measure-seconds "$measure_s"
+step "done: benches/RESULTS.md (measuring took ${measure_s} s after the build)"
