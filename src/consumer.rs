@@ -18,6 +18,7 @@ use crate::dtype::DType;
 use crate::pool::exchange::{Received, View};
 use crate::pool::layout::MAX_DIMS;
 use crate::pool::{Attempt, Event, Place};
+use crate::signaler::Spin;
 use crate::sync::Ordering::*;
 use crate::{Error, Mode, Result};
 use std::ops::Deref;
@@ -27,17 +28,18 @@ use std::time::Duration;
 /// Receives buffers from a pool. `Send`, not `Sync`: it keeps a position.
 pub struct Consumer {
     place: Arc<Place>,
-    spin: Duration,
+    spin: Spin,
 }
 
 impl Consumer {
     pub(crate) fn new(place: Arc<Place>) -> Self {
-        Consumer { place, spin: Duration::ZERO }
+        Consumer { place, spin: Spin::new(Duration::ZERO) }
     }
 
-    /// Spins up to `spin` for a publication before sleeping (only on multi-CPU machines).
+    /// Spins up to `spin` for a publication before sleeping (only on multi-CPU machines). The budget
+    /// adapts: it shrinks while spinning does not pay (e.g. more spinners than CPUs) and grows back.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.spin = Spin::new(spin);
     }
 
     fn view(&self) -> &View {
@@ -62,7 +64,7 @@ impl Consumer {
     /// Receives the next buffer, waiting up to `timeout` (`None`: forever). After the pool is
     /// closed, returns what was still published, then [`Error::Closed`].
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<ReadBuf> {
-        self.place.pool.block_on(Event::Published, timeout, self.spin, || self.attempt())
+        self.place.pool.block_on(Event::Published, timeout, &self.spin, || self.attempt())
     }
 
     /// Receives the next buffer if one is published now.

@@ -24,6 +24,7 @@ use crate::dtype::DType;
 use crate::pool::exchange::View;
 use crate::pool::layout::MAX_DIMS;
 use crate::pool::{Attempt, Event, Place};
+use crate::signaler::Spin;
 use crate::sync::Ordering::*;
 use crate::{Error, Overflow, Result};
 use std::ops::{Deref, DerefMut};
@@ -35,17 +36,18 @@ use std::time::Duration;
 pub struct Producer {
     place: Arc<Place>,
     next: AtomicUsize,
-    spin: Duration,
+    spin: Spin,
 }
 
 impl Producer {
     pub(crate) fn new(place: Arc<Place>) -> Self {
-        Producer { place, next: AtomicUsize::new(0), spin: Duration::ZERO }
+        Producer { place, next: AtomicUsize::new(0), spin: Spin::new(Duration::ZERO) }
     }
 
-    /// Spins up to `spin` for a free slot before sleeping (only on multi-CPU machines).
+    /// Spins up to `spin` for a free slot before sleeping (only on multi-CPU machines). The budget
+    /// adapts: it shrinks while spinning does not pay (e.g. more spinners than CPUs) and grows back.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.spin = Spin::new(spin);
     }
 
     fn view(&self) -> &View {
@@ -78,7 +80,7 @@ impl Producer {
     /// Takes a free slot, waiting up to `timeout` (`None`: forever). Under drop-oldest overflow it
     /// reclaims the oldest published buffer nobody is reading instead of waiting.
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<WriteBuf> {
-        self.place.pool.block_on(Event::Freed, timeout, self.spin, || {
+        self.place.pool.block_on(Event::Freed, timeout, &self.spin, || {
             Ok(match self.attempt()? {
                 Some(buf) => Attempt::Ready(buf),
                 None => Attempt::Pending,

@@ -39,26 +39,35 @@ pub fn notify(event: &AtomicU32, waiting: &AtomicU32) {
     }
 }
 
-/// One registration as a waiter on an event; dropping it unregisters.
+/// A registration as a waiter on an event, kept for a whole blocking call (dropping it
+/// unregisters): after a wake-up the caller re-reads the event and retries without registering
+/// again, so a wake costs no extra writes to the shared waiter count.
 pub(crate) struct Waiter<'a> {
     waiting: &'a AtomicU32,
     event: &'a AtomicU32,
-    seen: u32,
 }
 
 impl<'a> Waiter<'a> {
-    /// Registers; the caller must re-check its condition afterwards, then call [`Waiter::sleep`].
+    /// Registers. Each round the caller then reads [`Waiter::observe`], re-checks its condition,
+    /// and passes what it observed to [`Waiter::sleep`].
     pub fn register(event: &'a AtomicU32, waiting: &'a AtomicU32) -> Self {
         waiting.fetch_add(1, SeqCst);
         // Pairs with `notify` (see there): the waiter, on the slow path, pays for the fence.
+        // Either the notifier saw this registration, and bumps the event after its state change
+        // (so `sleep` returns at once, or is woken), or the re-check after this fence sees the change.
         fence(SeqCst);
-        let seen = event.load(SeqCst);
-        Waiter { waiting, event, seen }
+        Waiter { waiting, event }
     }
 
-    /// Sleeps until notified or `timeout` passes (spurious wake-ups are possible).
-    pub fn sleep(&self, timeout: Duration) {
-        wait_on(self.event, self.seen, timeout);
+    /// The event's value, to be read before re-checking the condition.
+    pub fn observe(&self) -> u32 {
+        self.event.load(SeqCst)
+    }
+
+    /// Sleeps unless the event moved past `seen`, until notified or `timeout` passes (spurious
+    /// wake-ups are possible).
+    pub fn sleep(&self, seen: u32, timeout: Duration) {
+        wait_on(self.event, seen, timeout);
     }
 }
 
@@ -112,22 +121,49 @@ fn count_cpu_list(list: &str) -> Option<usize> {
     (n > 0).then_some(n)
 }
 
-/// Spins on `ready` for at most `budget`; returns its first `Some`.
-pub(crate) fn spin<T>(budget: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
-    if budget.is_zero() || !spin_useful() {
-        return None;
+/// A spin budget that adapts to whether spinning pays: it doubles (up to the configured maximum)
+/// when a spin found what it waited for and halves (down to 1 µs) when it did not. A spinner that
+/// cannot win, because more processes spin than there are CPUs or the peer is simply slow, soon
+/// stops burning CPU and sleeps instead; one that wins keeps its full budget.
+pub(crate) struct Spin {
+    max_ns: u64,
+    current_ns: std::sync::atomic::AtomicU64,
+}
+
+const MIN_SPIN_NS: u64 = 1_000;
+
+impl Spin {
+    /// A budget of at most `max` per wait (zero: never spin).
+    pub fn new(max: Duration) -> Spin {
+        let max_ns = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+        Spin { max_ns, current_ns: std::sync::atomic::AtomicU64::new(max_ns) }
     }
-    let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            if let Some(v) = ready() {
-                return Some(v);
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= budget {
+
+    /// Spins on `ready` for at most the current budget; returns its first `Some`.
+    pub fn run<T>(&self, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.max_ns == 0 || !spin_useful() {
             return None;
         }
+        let budget = self.current_ns.load(Relaxed);
+        let start = Instant::now();
+        let found = 'spin: loop {
+            for _ in 0..64 {
+                if let Some(v) = ready() {
+                    break 'spin Some(v);
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed().as_nanos() as u64 >= budget {
+                break None;
+            }
+        };
+        let next = match found {
+            Some(_) => budget.saturating_mul(2).min(self.max_ns),
+            None => (budget / 2).max(MIN_SPIN_NS.min(self.max_ns)),
+        };
+        self.current_ns.store(next, Relaxed);
+        found
     }
 }
 
@@ -217,6 +253,24 @@ pub mod futex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spin_budget_shrinks_when_spinning_fails_and_grows_back_when_it_pays() {
+        if !spin_useful() {
+            return; // one CPU: never spins, nothing to adapt
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let spin = Spin::new(Duration::from_micros(64));
+        for _ in 0..10 {
+            assert_eq!(spin.run(|| None::<()>), None);
+        }
+        assert_eq!(spin.current_ns.load(Relaxed), MIN_SPIN_NS);
+        for _ in 0..10 {
+            assert_eq!(spin.run(|| Some(())), Some(()));
+        }
+        assert_eq!(spin.current_ns.load(Relaxed), 64_000);
+        assert_eq!(Spin::new(Duration::ZERO).run(|| Some(())), None, "a zero budget never spins");
+    }
 
     #[test]
     fn cpu_lists_are_counted() {

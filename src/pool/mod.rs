@@ -28,7 +28,7 @@ use crate::config::{resolve_dir, Config, Mode, Overflow};
 use crate::consumer::Consumer;
 use crate::liveness;
 use crate::producer::Producer;
-use crate::signaler::{self, Waiter};
+use crate::signaler::{Spin, Waiter};
 use crate::sync::Ordering::*;
 use crate::{Error, Result};
 use exchange::View;
@@ -451,13 +451,13 @@ impl Inner {
         self.view.control().closed.load(Acquire) != 0
     }
 
-    /// Runs `attempt` until it is ready, sleeping on `event` between tries, spinning first for up
-    /// to `spin`, sweeping dead peers every lease, for at most `timeout` (`None`: no limit).
+    /// Runs `attempt` until it is ready, sleeping on `event` between tries, spinning first within
+    /// `spin`'s budget, sweeping dead peers every lease, for at most `timeout` (`None`: no limit).
     pub fn block_on<T>(
         &self,
         event: Event,
         timeout: Option<Duration>,
-        spin: Duration,
+        spin: &Spin,
         mut attempt: impl FnMut() -> Result<Attempt<T>>,
     ) -> Result<T> {
         if let Attempt::Ready(v) = attempt()? {
@@ -471,7 +471,7 @@ impl Inner {
         }
         let start = Instant::now();
         let mut failure = None;
-        let spun = signaler::spin(spin, || match attempt() {
+        let spun = spin.run(|| match attempt() {
             Ok(Attempt::Ready(v)) => Some(Ok(v)),
             Ok(_) => None,
             Err(e) => {
@@ -485,9 +485,9 @@ impl Inner {
             None => {}
         }
         let control = self.view.control();
-        let (word, waiting) = match event {
-            Event::Published => (&control.published_event, &control.consumers_waiting),
-            Event::Freed => (&control.freed_event, &control.producers_waiting),
+        let waiter = match event {
+            Event::Published => Waiter::register(&control.published_event, &control.consumers_waiting),
+            Event::Freed => Waiter::register(&control.freed_event, &control.producers_waiting),
         };
         let mut last_check = start;
         loop {
@@ -498,14 +498,13 @@ impl Inner {
                 },
                 None => None,
             };
-            let waiter = Waiter::register(word, waiting);
+            let seen = waiter.observe();
             let nap = match attempt()? {
                 Attempt::Ready(v) => return Ok(v),
                 Attempt::Pending => self.lease,
                 Attempt::Busy => Duration::from_micros(200),
             };
-            waiter.sleep(remaining.map_or(nap, |r| r.min(nap)));
-            drop(waiter);
+            waiter.sleep(seen, remaining.map_or(nap, |r| r.min(nap)));
             if last_check.elapsed() >= self.lease {
                 last_check = Instant::now();
                 self.sweep_if_due();
