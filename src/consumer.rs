@@ -36,8 +36,8 @@ impl Consumer {
         Consumer { place, spin: Spin::new(Duration::ZERO) }
     }
 
-    /// Spins up to `spin` for a publication before sleeping (only on multi-CPU machines). The budget
-    /// adapts: it shrinks while spinning does not pay (e.g. more spinners than CPUs) and grows back.
+    /// Spins up to `spin` for a publication before sleeping (only on multi-CPU machines).
+    /// Spinning pays only where every spinning process has a CPU of its own.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = Spin::new(spin);
     }

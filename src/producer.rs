@@ -44,8 +44,8 @@ impl Producer {
         Producer { place, next: AtomicUsize::new(0), spin: Spin::new(Duration::ZERO) }
     }
 
-    /// Spins up to `spin` for a free slot before sleeping (only on multi-CPU machines). The budget
-    /// adapts: it shrinks while spinning does not pay (e.g. more spinners than CPUs) and grows back.
+    /// Spins up to `spin` for a free slot before sleeping (only on multi-CPU machines).
+    /// Spinning pays only where every spinning process has a CPU of its own.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = Spin::new(spin);
     }

@@ -121,49 +121,35 @@ fn count_cpu_list(list: &str) -> Option<usize> {
     (n > 0).then_some(n)
 }
 
-/// A spin budget that adapts to whether spinning pays: it doubles (up to the configured maximum)
-/// when a spin found what it waited for and halves (down to 1 µs) when it did not. A spinner that
-/// cannot win, because more processes spin than there are CPUs or the peer is simply slow, soon
-/// stops burning CPU and sleeps instead; one that wins keeps its full budget.
+/// How long a waiter may spin before it sleeps (zero: never). Spinning pays when the peer runs on
+/// another CPU and answers within the budget; with more spinning processes than CPUs it only keeps
+/// the peer off the CPU for the whole budget, so use it where every spinner has a CPU of its own.
 pub(crate) struct Spin {
-    max_ns: u64,
-    current_ns: std::sync::atomic::AtomicU64,
+    budget: Duration,
 }
 
-const MIN_SPIN_NS: u64 = 1_000;
-
 impl Spin {
-    /// A budget of at most `max` per wait (zero: never spin).
-    pub fn new(max: Duration) -> Spin {
-        let max_ns = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-        Spin { max_ns, current_ns: std::sync::atomic::AtomicU64::new(max_ns) }
+    pub fn new(budget: Duration) -> Spin {
+        Spin { budget }
     }
 
-    /// Spins on `ready` for at most the current budget; returns its first `Some`.
+    /// Spins on `ready` for at most the budget; returns its first `Some`.
     pub fn run<T>(&self, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.max_ns == 0 || !spin_useful() {
+        if self.budget.is_zero() || !spin_useful() {
             return None;
         }
-        let budget = self.current_ns.load(Relaxed);
         let start = Instant::now();
-        let found = 'spin: loop {
+        loop {
             for _ in 0..64 {
                 if let Some(v) = ready() {
-                    break 'spin Some(v);
+                    return Some(v);
                 }
                 std::hint::spin_loop();
             }
-            if start.elapsed().as_nanos() as u64 >= budget {
-                break None;
+            if start.elapsed() >= self.budget {
+                return None;
             }
-        };
-        let next = match found {
-            Some(_) => budget.saturating_mul(2).min(self.max_ns),
-            None => (budget / 2).max(MIN_SPIN_NS.min(self.max_ns)),
-        };
-        self.current_ns.store(next, Relaxed);
-        found
+        }
     }
 }
 
@@ -253,24 +239,6 @@ pub mod futex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_spin_budget_shrinks_when_spinning_fails_and_grows_back_when_it_pays() {
-        if !spin_useful() {
-            return; // one CPU: never spins, nothing to adapt
-        }
-        use std::sync::atomic::Ordering::Relaxed;
-        let spin = Spin::new(Duration::from_micros(64));
-        for _ in 0..10 {
-            assert_eq!(spin.run(|| None::<()>), None);
-        }
-        assert_eq!(spin.current_ns.load(Relaxed), MIN_SPIN_NS);
-        for _ in 0..10 {
-            assert_eq!(spin.run(|| Some(())), Some(()));
-        }
-        assert_eq!(spin.current_ns.load(Relaxed), 64_000);
-        assert_eq!(Spin::new(Duration::ZERO).run(|| Some(())), None, "a zero budget never spins");
-    }
 
     #[test]
     fn cpu_lists_are_counted() {
