@@ -200,7 +200,7 @@ impl WriteBuf {
         meta.timestamp.store(self.timestamp.unwrap_or_else(monotonic_ns), Relaxed);
         let seq = view.publish(self.slot)?;
         let counter = &view.producer(self.place.index).published;
-        counter.store(counter.load(Relaxed) + 1, Relaxed); // only this producer writes it
+        counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed); // only this producer writes it
         Ok(seq)
     }
 }

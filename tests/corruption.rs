@@ -137,3 +137,17 @@ fn random_garbage_in_the_shared_state_never_panics_or_hangs() {
         assert!(started.elapsed() < Duration::from_secs(10), "round {round} took {:?}", started.elapsed());
     }
 }
+
+#[test]
+fn sequence_numbers_at_the_end_of_their_range_do_not_overflow() {
+    let dir = TempDir::new("seqmax");
+    let pool = Pool::create("q", &Config::new(2, 4096).directory(dir.path())).unwrap();
+    let mut consumer = pool.consumer().unwrap();
+    let producer = pool.producer().unwrap();
+    // A hostile ring tail at the top of the range drags the consumer's cursor there.
+    poke(&pool, offsets(&pool).control, &u64::MAX.to_le_bytes());
+    for _ in 0..3 {
+        let _ = consumer.try_recv();
+        let _ = producer.try_acquire().map(|b| b.map(|b| b.publish()));
+    }
+}

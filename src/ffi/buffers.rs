@@ -173,6 +173,9 @@ unsafe fn get<E: Entry, T: Copy>(handle: *const E, default: T, f: impl FnOnce(&E
 }
 
 /// Runs a fallible change on a write buffer.
+///
+/// # Safety
+/// `buf` is NULL or a live write-buffer handle not used concurrently (module contract).
 unsafe fn with_write(buf: *mut shmpool_write_buf, f: impl FnOnce(&mut WriteBuf) -> Result<(), Fail>) -> shmpool_status {
     call(|| {
         // SAFETY: forwarded module contract.

@@ -137,6 +137,9 @@ pub unsafe extern "C" fn shmpool_config_free(config: *mut shmpool_config) {
 }
 
 /// Runs `f` on the configuration behind `config`.
+///
+/// # Safety
+/// `config` is NULL or a live configuration handle not used concurrently (module contract).
 unsafe fn with_config(config: *mut shmpool_config, f: impl FnOnce(&mut Config) -> Result<(), Fail>) -> shmpool_status {
     call(|| {
         // SAFETY: NULL or a live config not used elsewhere during this call (module contract).

@@ -236,7 +236,7 @@ impl View {
             let e = entry.load(Acquire);
             if ring_entry::seq_matches(e, t) {
                 // Another producer appended at t but has not moved the tail yet: help it.
-                let _ = control.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
+                let _ = control.tail.compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
                 continue;
             }
             if !ring_entry::seq_matches(e, t.wrapping_sub(len)) {
@@ -247,7 +247,7 @@ impl View {
             // The sequence goes in before the ring entry makes the slot findable.
             slot.seq.store(t, Release);
             if entry.compare_exchange(e, ring_entry::pack(t, k as u64), AcqRel, Acquire).is_ok() {
-                let _ = control.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
+                let _ = control.tail.compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
                 slot.state.swap(state::published(pending, t), SeqCst);
                 self.notify_published();
                 return Ok(Some(t));
@@ -268,7 +268,7 @@ impl View {
                 Found::Slot(k) => k,
                 Found::NotYet => return Ok(Received::Empty),
                 Found::Overwritten(next) => {
-                    record.dropped.fetch_add(next - t, Relaxed);
+                    record.dropped.fetch_add(next.wrapping_sub(t), Relaxed);
                     record.cursor.store(next, Release);
                     continue;
                 }
@@ -279,7 +279,7 @@ impl View {
             if seq != t {
                 // Reclaimed by a drop-oldest producer (and maybe republished since).
                 record.dropped.fetch_add(1, Relaxed);
-                record.cursor.store(t + 1, Release);
+                record.cursor.store(t.wrapping_add(1), Release);
                 continue;
             }
             if state::is_writing(s) {
@@ -287,13 +287,13 @@ impl View {
             }
             if state::pending(s) & pbit == 0 || !state::tag_matches(s, t) {
                 // Published before this consumer joined, or already freed: not ours.
-                record.cursor.store(t + 1, Release);
+                record.cursor.store(t.wrapping_add(1), Release);
                 continue;
             }
             if slot.state.compare_exchange(s, state::claim(s, pbit, rbit), AcqRel, Acquire).is_err() {
                 continue;
             }
-            record.cursor.store(t + 1, Release);
+            record.cursor.store(t.wrapping_add(1), Release);
             bump(&record.received);
             return Ok(Received::Slot { slot: slot_index, seq: t });
         }
@@ -323,13 +323,13 @@ impl View {
             }
             if seq != h || state::pending(s) & state::WQ_TOKEN == 0 || !state::tag_matches(s, h) {
                 // Taken by another consumer, or gone: move the head on (helping its taker).
-                let _ = control.wq_head.compare_exchange(h, h + 1, AcqRel, Relaxed);
+                let _ = control.wq_head.compare_exchange(h, h.wrapping_add(1), AcqRel, Relaxed);
                 continue;
             }
             if slot.state.compare_exchange(s, state::claim(s, state::WQ_TOKEN, rbit), AcqRel, Acquire).is_err() {
                 continue;
             }
-            let _ = control.wq_head.compare_exchange(h, h + 1, AcqRel, Relaxed);
+            let _ = control.wq_head.compare_exchange(h, h.wrapping_add(1), AcqRel, Relaxed);
             bump(&record.received);
             return Ok(Received::Slot { slot: slot_index, seq: h });
         }
@@ -361,7 +361,7 @@ impl View {
         // The entry was overwritten by a later lap: everything before the oldest entry the ring
         // still holds is gone.
         let tail = self.control().tail.load(Acquire);
-        Ok(Found::Overwritten(tail.saturating_sub(len).max(seq + 1)))
+        Ok(Found::Overwritten(tail.saturating_sub(len).max(seq.wrapping_add(1))))
     }
 
     // ---- maintenance -------------------------------------------------------------------------

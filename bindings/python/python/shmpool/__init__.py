@@ -11,6 +11,7 @@ the pool when the last one goes away. NumPy is optional: only ``array()`` needs 
 
 from __future__ import annotations
 
+from . import _errors
 from ._errors import (
     AuthenticationError,
     Closed,
@@ -47,19 +48,6 @@ __all__ = [
     "Consumer",
     "Buffer",
     "WriteBuffer",
-    "Error",
-    "PoolNotFound",
-    "PoolExists",
-    "Closed",
-    "Corrupted",
-    "InvalidArgument",
-    "InsufficientSpace",
-    "TooManyPeers",
-    "Unsupported",
-    "IOFailure",
-    "Disconnected",
-    "ProtocolError",
-    "AuthenticationError",
     "DTYPES",
     "MAX_DIMS",
     "MAX_SLOTS",
@@ -68,3 +56,4 @@ __all__ = [
     "monotonic_ns",
     "__version__",
 ]
+__all__ += _errors.__all__
