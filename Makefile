@@ -1,5 +1,5 @@
-# C/C++ side of shmpool: the library (built by cargo), the generated header, the C/C++/GStreamer
-# examples and tests, and `make install` with a pkg-config file.
+# C/C++ side of shmpool: the library (crate bindings/c, built by cargo), the generated header, the
+# C/C++/GStreamer examples and tests, and `make install` with a pkg-config file and a CMake package.
 #
 #   make                      # build libshmpool.{so,a} (release) and the C/C++ examples and tests
 #   make header               # regenerate include/shmpool.h with the pinned cbindgen
@@ -15,6 +15,8 @@ BUILD ?= build/c
 CARGO ?= cargo
 CBINDGEN ?= $(HOME)/.cargo/bin/cbindgen
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+CMAKEDIR ?= $(LIBDIR)/cmake/shmpool
 
 CC ?= cc
 CXX ?= c++
@@ -37,18 +39,18 @@ cxx: $(CXX_BINS)
 gst: $(GST_BINS)
 
 lib:
-	$(CARGO) build --release --lib
+	$(CARGO) build --release -p shmpool-c
 
 # cargo decides whether anything changed; the archive is what the examples link.
 $(LIB_A): FORCE
-	$(CARGO) build --release --lib --quiet
+	$(CARGO) build --release -p shmpool-c --quiet
 FORCE:
 
 header:
-	$(CBINDGEN) --quiet --config cbindgen.toml --output include/shmpool.h src/ffi/mod.rs
+	$(CBINDGEN) --quiet --config bindings/c/cbindgen.toml --output include/shmpool.h bindings/c
 
 check-header:
-	@tmp=$$(mktemp) && $(CBINDGEN) --quiet --config cbindgen.toml --output $$tmp src/ffi/mod.rs && \
+	@tmp=$$(mktemp) && $(CBINDGEN) --quiet --config bindings/c/cbindgen.toml --output $$tmp bindings/c && \
 	  if diff -u include/shmpool.h $$tmp; then rm -f $$tmp; echo "include/shmpool.h is up to date"; \
 	  else rm -f $$tmp; echo "include/shmpool.h is stale: run make header"; exit 1; fi
 
@@ -68,11 +70,18 @@ $(BUILD)/%_cpp: examples/cpp/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A
 $(BUILD)/%: examples/gstreamer/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $$(pkg-config --cflags $(GST_PKGS)) $< -o $@ $(LIB_A) $$(pkg-config --libs $(GST_PKGS)) $(STATIC_LIBS)
 
+# libshmpool.so.X.Y.Z, its SONAME link libshmpool.so.X and the development link libshmpool.so.
 install: lib
-	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR)
 	install -m 644 include/shmpool.h include/shmpool.hpp $(DESTDIR)$(INCLUDEDIR)/
-	install -m 755 target/release/libshmpool.so $(DESTDIR)$(LIBDIR)/
+	install -m 755 target/release/libshmpool.so $(DESTDIR)$(LIBDIR)/libshmpool.so.$(VERSION)
+	ln -sf libshmpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmpool.so.$(SOVERSION)
+	ln -sf libshmpool.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libshmpool.so
 	install -m 644 target/release/libshmpool.a $(DESTDIR)$(LIBDIR)/
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SOVERSION@|$(SOVERSION)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' bindings/c/cmake/shmpoolConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/shmpoolConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|g' bindings/c/cmake/shmpoolConfigVersion.cmake.in \
+	  > $(DESTDIR)$(CMAKEDIR)/shmpoolConfigVersion.cmake
 	printf '%s\n' \
 	  'prefix=$(PREFIX)' \
 	  'libdir=$(LIBDIR)' \
@@ -88,7 +97,9 @@ install: lib
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/shmpool.h $(DESTDIR)$(INCLUDEDIR)/shmpool.hpp \
-	  $(DESTDIR)$(LIBDIR)/libshmpool.so $(DESTDIR)$(LIBDIR)/libshmpool.a $(DESTDIR)$(PKGCONFIGDIR)/shmpool.pc
+	  $(DESTDIR)$(LIBDIR)/libshmpool.so $(DESTDIR)$(LIBDIR)/libshmpool.so.$(SOVERSION) \
+	  $(DESTDIR)$(LIBDIR)/libshmpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmpool.a $(DESTDIR)$(PKGCONFIGDIR)/shmpool.pc \
+	  $(DESTDIR)$(CMAKEDIR)/shmpoolConfig.cmake $(DESTDIR)$(CMAKEDIR)/shmpoolConfigVersion.cmake
 
 clean-c:
 	rm -rf $(BUILD)

@@ -7,18 +7,18 @@
 //! cargo run --release --example rpc_echo [ROUNDS]
 //! ```
 
-use shmpool::protocol::{connect_env, Backend, ConnConfig, Connection, Listener, SendBuf, WorkerProcess};
+use shmpool_protocol::{connect_env, Backend, ConnConfig, Connection, Listener, SendBuf, WorkerProcess};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "SHMPOOL_RPC_ECHO_WORKER";
 const SIZES: [(&str, usize); 2] = [("1 MiB", 1 << 20), ("8 MiB", 8 << 20)];
 
-fn worker() -> shmpool::Result<()> {
+fn worker() -> shmpool_protocol::Result<()> {
     let conn = connect_env(&ConnConfig::default())?;
     loop {
         let msg = match conn.recv(None) {
             Ok(m) => m,
-            Err(shmpool::Error::Disconnected(_)) => return Ok(()),
+            Err(shmpool_protocol::Error::Disconnected(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
         conn.send(&msg.header, msg.buffers.iter().map(|b| SendBuf::Bytes(b)).collect())?;
@@ -58,7 +58,7 @@ fn round_trips(conn: &Connection, array: &[u8], fill: Fill, rounds: usize) -> Ve
     times
 }
 
-fn main() -> shmpool::Result<()> {
+fn main() -> shmpool_protocol::Result<()> {
     if std::env::var_os(ROLE).is_some() {
         return worker();
     }
@@ -71,7 +71,7 @@ fn main() -> shmpool::Result<()> {
     let mut medians = Vec::new();
     println!("{:<16}{:>14}{:>14}{:>14}{:>14}", "transport", "1 MiB p50", "1 MiB min", "8 MiB p50", "8 MiB min");
     for (name, list, fill) in runs {
-        let config = ConnConfig { protocols: Some(shmpool::protocol::parse_protocols(list)?), ..ConnConfig::default() };
+        let config = ConnConfig { protocols: Some(shmpool_protocol::parse_protocols(list)?), ..ConnConfig::default() };
         let listener = Listener::bind(config)?;
         let mut env = listener.worker_env();
         env.push((ROLE.into(), "1".into()));

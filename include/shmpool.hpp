@@ -384,6 +384,7 @@ public:
     void persist() const { detail::check(shmpool_pool_persist(h_.get())); }
     Stats stats() const {
         Stats s{};
+        s.struct_size = sizeof s;
         detail::check(shmpool_pool_stats(h_.get(), &s));
         return s;
     }

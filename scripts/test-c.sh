@@ -72,7 +72,7 @@ pair() {
 
 echo "-- building (release)"
 check "cargo build --release (libshmpool.so, libshmpool.a, Rust examples)" \
-  cargo build --release --lib --example rust_consumer --example rust_producer --example bench_loop
+  cargo build --release -p shmpool-c -p shmpool --example rust_consumer --example rust_producer --example bench_loop
 
 check "include/shmpool.h is what the pinned cbindgen generates" make -s check-header
 
@@ -156,7 +156,8 @@ echo "-- install and pkg-config"
 install_and_build() {
   local prefix="$TMP/prefix"
   make -s install PREFIX="$prefix" >/dev/null || return 1
-  for f in include/shmpool.h include/shmpool.hpp lib/libshmpool.so lib/libshmpool.a lib/pkgconfig/shmpool.pc; do
+  for f in include/shmpool.h include/shmpool.hpp lib/libshmpool.so lib/libshmpool.so.0 lib/libshmpool.a \
+    lib/pkgconfig/shmpool.pc lib/cmake/shmpool/shmpoolConfig.cmake; do
     [ -e "$prefix/$f" ] || { echo "missing $prefix/$f"; return 1; }
   done
   export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
@@ -165,12 +166,27 @@ install_and_build() {
   # shellcheck disable=SC2046
   g++ -std=c++17 -Wall -Wextra -Werror examples/cpp/consumer.cpp -o "$TMP/consumer_pc" \
     $(pkg-config --cflags --libs shmpool) -Wl,-rpath,"$prefix/lib" || return 1
-  ldd "$TMP/consumer_pc" | grep "$prefix/lib/libshmpool.so" || { echo "not linked to the installed .so"; return 1; }
+  # The library carries its SONAME and the program needs the versioned name, not the dev link.
+  readelf -d "$prefix/lib/libshmpool.so" | grep -F "Library soname: [libshmpool.so.0]" || return 1
+  readelf -d "$TMP/consumer_pc" | grep -F "Shared library: [libshmpool.so.0]" || return 1
+  ldd "$TMP/consumer_pc" | grep "$prefix/lib/libshmpool.so.0" || { echo "not linked to the installed .so"; return 1; }
   local d
   d=$(fresh_dir)
   pair "$d" "$TMP/consumer_pc" pc "$d" 100 -- "$R/rust_producer" pc --dir "$d" --count 100 --consumers 1
 }
 check "make install PREFIX=...; a C++ program built with pkg-config --cflags --libs shmpool runs" install_and_build
+
+cmake_build() {
+  local prefix="$TMP/prefix"
+  [ -e "$prefix/lib/cmake/shmpool/shmpoolConfig.cmake" ] || make -s install PREFIX="$prefix" >/dev/null || return 1
+  cmake -S tests/cmake -B "$TMP/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_RPATH="$prefix/lib" || return 1
+  cmake --build "$TMP/cmake-build" || return 1
+  readelf -d "$TMP/cmake-build/consumer_cmake" | grep -F "Shared library: [libshmpool.so.0]" || return 1
+  local d
+  d=$(fresh_dir)
+  pair "$d" "$TMP/cmake-build/consumer_cmake" cm "$d" 100 -- "$R/rust_producer" cm --dir "$d" --count 100 --consumers 1
+}
+check "CMake: find_package(shmpool CONFIG) + shmpool::shmpool from the installed prefix builds and runs" cmake_build
 
 echo "-- benchmark smoke run (numbers: scripts/bench-c.sh)"
 check "bench_loop (C and Rust) run" bash -c "$BUILD/bench_loop 20000 1 && $R/bench_loop 20000 1"
@@ -179,7 +195,7 @@ no_shm_leftovers() {
   local after
   after=$(ls /dev/shm 2>/dev/null | sort)
   # Only names these tests use; other engineers may use /dev/shm concurrently.
-  comm -13 <(echo "$shm_before") <(echo "$after") | grep -E 'c2rust|rust2cpp|cpp2c|gst2|pc$|round-trip|bad-args|workqueue' && return 1
+  comm -13 <(echo "$shm_before") <(echo "$after") | grep -E 'c2rust|rust2cpp|cpp2c|gst2|pc$|cm$|round-trip|bad-args|workqueue' && return 1
   empty "$SHMPOOL_DIR"
 }
 check "nothing left in /dev/shm or the default directory" no_shm_leftovers

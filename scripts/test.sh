@@ -11,9 +11,17 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The iceoryx2 rows of the benchmark (benches/run.sh) are behind a feature: lint them too so they
 # cannot rot (about a minute from scratch on 2 vCPUs).
-cargo clippy --locked --features iceoryx2-bench --bin shmpool -- -D warnings
+cargo clippy --locked -p shmpool-cli --features iceoryx2-bench -- -D warnings
 
-echo "== Rust: tests"
+echo "== Rust: the core crate depends on nothing but what the core needs"
+core_deps=$(cargo tree --locked -p shmpool -e normal --prefix none | sed 's/ .*//' | sort -u)
+echo "$core_deps" | tr '\n' ' '; echo
+if echo "$core_deps" | grep -Ex 'clap|serde|serde_json|hmac|sha2|iceoryx2|pyo3|shmpool-protocol'; then
+  echo "the core crate pulls in a dependency of another layer" >&2
+  exit 1
+fi
+
+echo "== Rust: tests (every crate of the workspace but the Python module, which pytest runs)"
 cargo test --locked
 
 echo "== Rust: model checking of the slot state machine (loom)"

@@ -14,22 +14,28 @@ pub const DEFAULT_DIR: &str = "/dev/shm";
 /// Environment variable naming the directory of pool segments.
 pub const DIR_ENV: &str = "SHMPOOL_DIR";
 
-/// Who receives a published buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who receives a published buffer. The discriminants are the codes stored in the segment and
+/// used by the C ABI (`SHMPOOL_MODE_*`) and Python; they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u32)]
 pub enum Mode {
-    /// Every consumer receives every buffer published after it joined.
-    Broadcast,
+    /// Every consumer receives every buffer published after it joined (the default).
+    #[default]
+    Broadcast = 0,
     /// Each buffer goes to exactly one consumer.
-    WorkQueue,
+    WorkQueue = 1,
 }
 
-/// What a producer does when every slot is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a producer does when every slot is taken. The discriminants are the codes stored in the
+/// segment and used by the C ABI (`SHMPOOL_OVERFLOW_*`) and Python; they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u32)]
 pub enum Overflow {
-    /// Wait (with a timeout) until a consumer releases a slot.
-    Block,
+    /// Wait (with a timeout) until a consumer releases a slot (the default).
+    #[default]
+    Block = 0,
     /// Reclaim the oldest published buffer that nobody is reading; lagging consumers see a gap.
-    DropOldest,
+    DropOldest = 1,
 }
 
 impl Mode {
@@ -47,6 +53,16 @@ macro_rules! named_enum {
             /// The name used by the CLI, the bindings and `inspect`.
             pub fn name(self) -> &'static str {
                 Self::ALL.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).unwrap_or("?")
+            }
+
+            /// The code stored in the segment and passed through the C ABI.
+            pub fn code(self) -> u32 {
+                self as u32
+            }
+
+            /// The value for a code; `None` for a code no version of shmpool uses.
+            pub fn from_code(code: u32) -> Option<Self> {
+                Self::ALL.iter().map(|(v, _)| *v).find(|v| v.code() == code)
             }
         }
         impl std::str::FromStr for $t {
@@ -135,8 +151,13 @@ impl Config {
     }
 }
 
-/// The directory to use: the explicit one, else `$SHMPOOL_DIR`, else `/dev/shm`.
-pub(crate) fn resolve_dir(explicit: Option<&std::path::Path>) -> PathBuf {
+/// The directory pools live in: `explicit` if given, else `$SHMPOOL_DIR`, else `/dev/shm`.
+///
+/// ```
+/// use std::path::Path;
+/// assert_eq!(shmpool::resolve_dir(Some(Path::new("/tmp/x"))), Path::new("/tmp/x"));
+/// ```
+pub fn resolve_dir(explicit: Option<&std::path::Path>) -> PathBuf {
     match explicit {
         Some(dir) => dir.to_path_buf(),
         None => std::env::var_os(DIR_ENV)

@@ -14,8 +14,9 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Errors of every shmpool operation.
+/// Errors of every shmpool operation. New variants may come in minor releases.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No pool of that name exists in the directory.
     #[error("pool {name:?} not found at {path}")]
@@ -47,16 +48,6 @@ pub enum Error {
     /// The operation is not allowed for this handle.
     #[error("{0}")]
     Unsupported(&'static str),
-    /// The peer of a protocol connection went away: it closed the connection, its process exited,
-    /// or it stopped answering heartbeats.
-    #[error("disconnected: {0}")]
-    Disconnected(String),
-    /// The peer of a protocol connection sent something malformed, too large or unexpected.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The peer of a protocol connection failed the authentication (a different secret).
-    #[error("authentication failed: {0}")]
-    Auth(String),
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

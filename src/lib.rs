@@ -27,15 +27,13 @@ mod config;
 mod consumer;
 mod dtype;
 mod error;
-pub mod ffi;
 mod liveness;
 mod pool;
 mod producer;
-pub mod protocol;
 mod signaler;
 mod sync;
 
-pub use config::{Config, Mode, Overflow, DEFAULT_DIR, DIR_ENV};
+pub use config::{resolve_dir, Config, Mode, Overflow, DEFAULT_DIR, DIR_ENV};
 pub use consumer::{Consumer, ReadBuf};
 pub use dtype::DType;
 pub use error::{Error, Result};
@@ -80,8 +78,3 @@ pub mod __private {
         }
     }
 }
-
-/// The README's Rust examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

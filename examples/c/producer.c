@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
     shmpool_pool *pool = NULL;
     shmpool_producer *producer = NULL;
     shmpool_write_buf *buf = NULL;
-    shmpool_stats stats;
+    shmpool_stats stats = {.struct_size = sizeof stats};
     const uint8_t meta[] = "c-producer";
     double deadline;
     int rc = 1;

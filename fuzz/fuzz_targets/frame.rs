@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmpool::protocol::frame::{read_frame, Limits};
+use shmpool_protocol::frame::{read_frame, Limits};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(frame) = read_frame(&mut &data[..], &Limits::SMALL) {

@@ -143,20 +143,6 @@ fn align(x: usize, to: usize) -> usize {
     x.div_ceil(to) * to
 }
 
-fn mode_code(mode: Mode) -> u32 {
-    match mode {
-        Mode::Broadcast => 0,
-        Mode::WorkQueue => 1,
-    }
-}
-
-fn overflow_code(overflow: Overflow) -> u32 {
-    match overflow {
-        Overflow::Block => 0,
-        Overflow::DropOldest => 1,
-    }
-}
-
 impl Geometry {
     /// Lays out a segment for these parameters, or says which one is out of range.
     pub fn compute(
@@ -221,10 +207,10 @@ impl Geometry {
         header.header_size.store(size_of::<Header>() as u32, Relaxed);
         header.total_size.store(self.total, Relaxed);
         header.slot_count.store(self.slot_count, Relaxed);
-        header.mode.store(mode_code(self.mode), Relaxed);
+        header.mode.store(self.mode.code(), Relaxed);
         header.slot_size.store(self.slot_size, Relaxed);
         header.meta_bytes.store(self.meta_bytes, Relaxed);
-        header.overflow.store(overflow_code(self.overflow), Relaxed);
+        header.overflow.store(self.overflow.code(), Relaxed);
         header.lease_ns.store(self.lease_ns, Relaxed);
         header.data_offset.store(self.data as u64, Relaxed);
         // The magic goes last: a reader that sees it sees a complete header.
@@ -248,16 +234,11 @@ impl Geometry {
         if header_size as usize != size_of::<Header>() {
             return Err(Error::corrupted(format!("header size {header_size}")));
         }
-        let mode = match header.mode.load(Relaxed) {
-            0 => Mode::Broadcast,
-            1 => Mode::WorkQueue,
-            m => return Err(Error::corrupted(format!("unknown mode {m}"))),
-        };
-        let overflow = match header.overflow.load(Relaxed) {
-            0 => Overflow::Block,
-            1 => Overflow::DropOldest,
-            o => return Err(Error::corrupted(format!("unknown overflow policy {o}"))),
-        };
+        let mode = header.mode.load(Relaxed);
+        let mode = Mode::from_code(mode).ok_or_else(|| Error::corrupted(format!("unknown mode {mode}")))?;
+        let overflow = header.overflow.load(Relaxed);
+        let overflow = Overflow::from_code(overflow)
+            .ok_or_else(|| Error::corrupted(format!("unknown overflow policy {overflow}")))?;
         let slot_size = header.slot_size.load(Relaxed);
         if slot_size % PAGE as u64 != 0 {
             return Err(Error::corrupted(format!("slot size {slot_size} is not page aligned")));

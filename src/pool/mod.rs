@@ -17,25 +17,30 @@
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 
+mod blocking;
+mod directory;
 pub(crate) mod exchange;
 pub(crate) mod layout;
 #[cfg(loom)]
 pub mod model;
+mod registry;
 pub(crate) mod segment;
 pub mod slot_state;
 
+pub(crate) use blocking::{Attempt, Event};
+pub use directory::PoolEntry;
+pub(crate) use registry::Place;
+pub use registry::Role;
+
 use crate::config::{resolve_dir, Config, Mode, Overflow};
 use crate::consumer::Consumer;
-use crate::liveness;
 use crate::producer::Producer;
-use crate::signaler::{Spin, Waiter};
 use crate::sync::Ordering::*;
 use crate::{Error, Result};
 use exchange::View;
-use layout::{Geometry, Header, MAX_CONSUMERS, MAX_PRODUCERS, PEER_ACTIVE, PEER_FREE};
+use layout::{Geometry, Header};
 use segment::Segment;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,29 +54,13 @@ pub struct Pool {
 }
 
 pub(crate) struct Inner {
-    pub name: String,
-    pub segment: Segment,
-    pub view: View,
+    name: String,
+    segment: Segment,
+    pub(crate) view: View,
     creator: bool,
     persistent: AtomicBool,
     lease: Duration,
     last_sweep: Mutex<Instant>,
-}
-
-/// What kind of peer a place holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Producer,
-    Consumer,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Producer => "producer",
-            Role::Consumer => "consumer",
-        }
-    }
 }
 
 /// One attached producer or consumer, as seen in [`Stats`].
@@ -107,32 +96,6 @@ pub struct Stats {
     pub dropped: u64,
     pub closed: bool,
     pub peers: Vec<PeerInfo>,
-}
-
-/// A pool file found by [`Pool::list`].
-#[derive(Debug, Clone)]
-pub struct PoolEntry {
-    pub name: String,
-    pub path: PathBuf,
-    pub size: u64,
-    /// Whether some process has it open.
-    pub in_use: bool,
-}
-
-/// What one attempt of a blocking operation found.
-pub(crate) enum Attempt<T> {
-    Ready(T),
-    /// Nothing yet: sleep until notified.
-    Pending,
-    /// A peer is between two steps: retry soon.
-    Busy,
-}
-
-/// Which event a blocked operation waits for.
-#[derive(Clone, Copy)]
-pub(crate) enum Event {
-    Published,
-    Freed,
 }
 
 impl Pool {
@@ -253,8 +216,15 @@ impl Pool {
         (self.inner.segment.base(), self.inner.view.geometry.total as usize)
     }
 
+    /// Where slot `slot`'s payload (`slot_size()` bytes) starts in this process's mapping, or `None`
+    /// past the last slot. For layers that pass slots by reference between processes (the
+    /// host/worker protocol): the bytes are only stable while somebody holds the slot.
+    pub fn slot_ptr(&self, slot: usize) -> Option<*const u8> {
+        (slot < self.slots() as usize).then(|| self.inner.view.data_ptr(slot) as *const u8)
+    }
+
     pub fn is_closed(&self) -> bool {
-        self.inner.view.control().closed.load(Acquire) != 0
+        self.inner.is_closed()
     }
 
     /// Closes the pool for everyone: producers get [`Error::Closed`], consumers drain what was
@@ -277,50 +247,6 @@ impl Pool {
     pub fn stats(&self) -> Stats {
         self.inner.stats()
     }
-
-    /// The pools in `directory` (default: `$SHMPOOL_DIR` or `/dev/shm`).
-    pub fn list(directory: Option<&Path>) -> Result<Vec<PoolEntry>> {
-        let dir = resolve_dir(directory);
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-        let mut pools = Vec::new();
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let Some(name) = file_name.to_str().and_then(|n| n.strip_prefix(segment::PREFIX)) else {
-                continue;
-            };
-            let path = entry.path();
-            let size = entry.metadata().map_or(0, |m| m.len());
-            let in_use = segment::in_use(&path).unwrap_or(true);
-            pools.push(PoolEntry { name: name.to_string(), path, size, in_use });
-        }
-        pools.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(pools)
-    }
-
-    /// Removes pool files (and abandoned half-created ones) that no live process has open.
-    /// Returns the names removed.
-    pub fn gc(directory: Option<&Path>) -> Result<Vec<String>> {
-        let dir = resolve_dir(directory);
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-        let mut removed = Vec::new();
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let Some(name) = file_name.to_str() else { continue };
-            let ours =
-                name.starts_with(segment::PREFIX) || (name.starts_with(segment::TEMP_PREFIX) && name.ends_with(".tmp"));
-            if ours && !segment::in_use(&entry.path()).unwrap_or(true) && std::fs::remove_file(entry.path()).is_ok() {
-                removed.push(name.strip_prefix(segment::PREFIX).unwrap_or(name).to_string());
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Closes the pool `name` for its users and removes its name, live peers or not.
-    pub fn remove(name: &str, directory: Option<&Path>) -> Result<()> {
-        let pool = Pool::open_in(name, directory)?;
-        pool.inner.close();
-        Ok(())
-    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -333,109 +259,7 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// One claimed producer or consumer place: its own file description holds the place's lock, so
-/// the place is freed by the kernel if the process dies, and by `Drop` otherwise.
-pub(crate) struct Place {
-    pub pool: Arc<Inner>,
-    pub role: Role,
-    pub index: usize,
-    fd: OwnedFd,
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        match self.role {
-            Role::Consumer => self.pool.view.clean_consumer(self.index),
-            Role::Producer => self.pool.view.clean_producer(self.index),
-        }
-        liveness::unlock(self.fd.as_fd(), lock_byte(self.role, self.index));
-    }
-}
-
-fn lock_byte(role: Role, index: usize) -> u64 {
-    match role {
-        Role::Consumer => liveness::consumer_byte(index),
-        Role::Producer => liveness::producer_byte(index),
-    }
-}
-
-fn places(role: Role) -> usize {
-    match role {
-        Role::Consumer => MAX_CONSUMERS,
-        Role::Producer => MAX_PRODUCERS,
-    }
-}
-
 impl Inner {
-    fn record_state(&self, role: Role, index: usize) -> u32 {
-        match role {
-            Role::Consumer => self.view.consumer(index).state.load(Acquire),
-            Role::Producer => self.view.producer(index).state.load(Acquire),
-        }
-    }
-
-    fn clean(&self, role: Role, index: usize) {
-        match role {
-            Role::Consumer => self.view.clean_consumer(index),
-            Role::Producer => self.view.clean_producer(index),
-        }
-    }
-
-    /// Claims the first place whose lock is free, cleaning up after a dead previous holder.
-    fn join(self: &Arc<Self>, role: Role) -> Result<Arc<Place>> {
-        let fd = self.segment.reopen()?;
-        let pid = std::process::id();
-        for index in 0..places(role) {
-            let locked = liveness::try_lock(fd.as_fd(), lock_byte(role, index), true)
-                .map_err(|e| Error::io("locking a peer place", e))?;
-            if !locked {
-                continue;
-            }
-            // We hold the place: whatever a previous holder left is ours to clean.
-            self.clean(role, index);
-            match role {
-                Role::Consumer => self.view.join_consumer(index, pid),
-                Role::Producer => self.view.join_producer(index, pid),
-            }
-            return Ok(Arc::new(Place { pool: self.clone(), role, index, fd }));
-        }
-        Err(Error::TooManyPeers { role: role.name(), limit: places(role) })
-    }
-
-    /// Cleans up after every dead peer. Returns how many there were.
-    pub fn sweep(&self) -> usize {
-        *self.last_sweep.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        let mut reaped = 0;
-        for role in [Role::Consumer, Role::Producer] {
-            for index in 0..places(role) {
-                let leftovers = match role {
-                    Role::Consumer => self.view.consumer_has_bits(index),
-                    Role::Producer => self.view.producer_has_slots(index),
-                };
-                if self.record_state(role, index) == PEER_FREE && !leftovers {
-                    continue;
-                }
-                let byte = lock_byte(role, index);
-                // Taking the lock succeeds only if no live process holds the place.
-                if let Ok(true) = liveness::try_lock(self.segment.fd(), byte, true) {
-                    if self.record_state(role, index) == PEER_ACTIVE {
-                        reaped += 1;
-                    }
-                    self.clean(role, index);
-                    liveness::unlock(self.segment.fd(), byte);
-                }
-            }
-        }
-        self.view.collect_stale();
-        reaped
-    }
-
-    /// Sweeps unless this handle swept less than a lease ago. Returns whether it reaped anyone.
-    fn sweep_if_due(&self) -> bool {
-        let due = self.last_sweep.lock().map_or(true, |t| t.elapsed() >= self.lease);
-        due && self.sweep() > 0
-    }
-
     fn close(&self) {
         let control = self.view.control();
         control.closed.store(1, SeqCst);
@@ -447,69 +271,8 @@ impl Inner {
         self.segment.unlink();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.view.control().closed.load(Acquire) != 0
-    }
-
-    /// Runs `attempt` until it is ready, sleeping on `event` between tries, spinning first within
-    /// `spin`'s budget, sweeping dead peers every lease, for at most `timeout` (`None`: no limit).
-    pub fn block_on<T>(
-        &self,
-        event: Event,
-        timeout: Option<Duration>,
-        spin: &Spin,
-        mut attempt: impl FnMut() -> Result<Attempt<T>>,
-    ) -> Result<T> {
-        if let Attempt::Ready(v) = attempt()? {
-            return Ok(v);
-        }
-        // Not ready at once: a dead peer may be what holds us up, so check (at most once a lease).
-        if self.sweep_if_due() {
-            if let Attempt::Ready(v) = attempt()? {
-                return Ok(v);
-            }
-        }
-        let start = Instant::now();
-        let mut failure = None;
-        let spun = spin.run(|| match attempt() {
-            Ok(Attempt::Ready(v)) => Some(Ok(v)),
-            Ok(_) => None,
-            Err(e) => {
-                failure = Some(e);
-                Some(Err(()))
-            }
-        });
-        match spun {
-            Some(Ok(v)) => return Ok(v),
-            Some(Err(())) => return Err(failure.unwrap_or(Error::Closed)),
-            None => {}
-        }
-        let control = self.view.control();
-        let waiter = match event {
-            Event::Published => Waiter::register(&control.published_event, &control.consumers_waiting),
-            Event::Freed => Waiter::register(&control.freed_event, &control.producers_waiting),
-        };
-        let mut last_check = start;
-        loop {
-            let remaining = match timeout {
-                Some(t) => match t.checked_sub(start.elapsed()) {
-                    Some(r) if !r.is_zero() => Some(r),
-                    _ => return Err(Error::Timeout),
-                },
-                None => None,
-            };
-            let seen = waiter.observe();
-            let nap = match attempt()? {
-                Attempt::Ready(v) => return Ok(v),
-                Attempt::Pending => self.lease,
-                Attempt::Busy => Duration::from_micros(200),
-            };
-            waiter.sleep(seen, remaining.map_or(nap, |r| r.min(nap)));
-            if last_check.elapsed() >= self.lease {
-                last_check = Instant::now();
-                self.sweep_if_due();
-            }
-        }
     }
 
     fn stats(&self) -> Stats {
@@ -540,12 +303,11 @@ impl Inner {
                 stats.ready += 1;
             }
         }
-        for role in [Role::Consumer, Role::Producer] {
-            for place in 0..places(role) {
-                if self.record_state(role, place) != PEER_ACTIVE {
+        for role in Role::ALL {
+            for place in 0..role.places() {
+                if !role.is_active(view, place) {
                     continue;
                 }
-                let alive = liveness::is_held(self.segment.fd(), lock_byte(role, place)).unwrap_or(false);
                 let (pid, count, dropped) = match role {
                     Role::Consumer => {
                         let r = view.consumer(place);
@@ -560,6 +322,7 @@ impl Inner {
                     Role::Consumer => stats.consumers += 1,
                     Role::Producer => stats.producers += 1,
                 }
+                let alive = self.is_alive(role, place);
                 stats.peers.push(PeerInfo { role, place, pid, alive, count, dropped });
             }
         }

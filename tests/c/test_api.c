@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "shmpool.h"
 
+#include <stddef.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +72,7 @@ static void test_round_trip(const char *dir) {
     shmpool_consumer *consumer = NULL;
     shmpool_write_buf *wb = NULL;
     shmpool_read_buf *rb = NULL;
-    shmpool_stats stats;
+    shmpool_stats stats = {.struct_size = sizeof stats};
     uint64_t seq = 42, dims[3] = {2, 3, 4};
     const uint64_t *shape;
     const uint8_t *meta;
@@ -134,6 +135,19 @@ static void test_round_trip(const char *dir) {
     CHECK(shmpool_consumer_received(consumer) == 1, "received counter");
     CHECK_OK(shmpool_pool_stats(pool, &stats));
     CHECK(stats.free == 4, "all slots free again");
+    CHECK(stats.struct_size == sizeof stats, "the whole struct filled");
+    {
+        /* A caller built against an older, shorter shmpool_stats: only what fits is written. */
+        shmpool_stats old;
+        memset(&old, 0xAB, sizeof old);
+        old.struct_size = offsetof(shmpool_stats, producers);
+        CHECK_OK(shmpool_pool_stats(pool, &old));
+        CHECK(old.struct_size == offsetof(shmpool_stats, producers) && old.slots == 4 && old.consumers == 1,
+              "older struct: its fields filled");
+        CHECK(old.producers == 0xABABABABu && old.published == 0xABABABABABABABABull, "older struct: nothing past it written");
+        old.struct_size = 0;
+        CHECK_ERR(shmpool_pool_stats(pool, &old), SHMPOOL_INVALID_ARGUMENT, "struct_size is not set");
+    }
 
     /* abort returns the slot */
     CHECK_OK(shmpool_producer_try_acquire(producer, &wb));
@@ -167,7 +181,7 @@ static void test_bad_arguments(const char *dir) {
     shmpool_consumer *consumer = NULL, *consumer2 = NULL;
     shmpool_write_buf *wb = NULL, *wb_copy;
     shmpool_read_buf *rb = NULL, *rb2 = NULL;
-    shmpool_stats stats;
+    shmpool_stats stats = {.struct_size = sizeof stats};
     uint64_t dims[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
     uint8_t big[65];
     size_t n = 7;
@@ -320,7 +334,7 @@ static void test_workqueue_and_peers(const char *dir) {
     shmpool_producer *producer = NULL;
     shmpool_write_buf *wb = NULL;
     shmpool_read_buf *rb = NULL;
-    shmpool_stats stats;
+    shmpool_stats stats = {.struct_size = sizeof stats};
     uint64_t seq = 0;
     size_t reaped = 99;
     int i, made = 0;

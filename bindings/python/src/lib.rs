@@ -21,27 +21,37 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use shmpool::Error;
 
-/// Converts a core error into the matching `shmpool.Error` subclass, keeping the core's message.
-pub(crate) fn to_py(err: Error) -> PyErr {
-    let class = match &err {
-        Error::Timeout => return PyTimeoutError::new_err(err.to_string()),
-        Error::NotFound { .. } => "PoolNotFound",
-        Error::AlreadyExists { .. } => "PoolExists",
-        Error::Closed => "Closed",
-        Error::Corrupted(_) => "Corrupted",
-        Error::InvalidArgument(_) => "InvalidArgument",
-        Error::InsufficientSpace { .. } => "InsufficientSpace",
-        Error::TooManyPeers { .. } => "TooManyPeers",
-        Error::Unsupported(_) => "Unsupported",
-        Error::Io { .. } => "IOFailure",
-        Error::Disconnected(_) => "Disconnected",
-        Error::Protocol(_) => "ProtocolError",
-        Error::Auth(_) => "AuthenticationError",
-        // Variants the core may add later map to the base class.
-        #[allow(unreachable_patterns)]
-        _ => "Error",
-    };
-    error(class, err.to_string())
+/// An error of a Rust layer that has a `shmpool.Error` subclass (in `shmpool/_errors.py`).
+pub(crate) trait PyErrorClass: std::fmt::Display {
+    /// The subclass's name; `None` for a timeout, which raises the builtin `TimeoutError`.
+    fn class(&self) -> Option<&'static str>;
+}
+
+impl PyErrorClass for Error {
+    fn class(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::Timeout => return None,
+            Error::NotFound { .. } => "PoolNotFound",
+            Error::AlreadyExists { .. } => "PoolExists",
+            Error::Closed => "Closed",
+            Error::Corrupted(_) => "Corrupted",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            Error::InsufficientSpace { .. } => "InsufficientSpace",
+            Error::TooManyPeers { .. } => "TooManyPeers",
+            Error::Unsupported(_) => "Unsupported",
+            Error::Io { .. } => "IOFailure",
+            // Variants the core may add later map to the base class.
+            _ => "Error",
+        })
+    }
+}
+
+/// Converts a Rust error into the matching `shmpool.Error` subclass, keeping its message.
+pub(crate) fn to_py(err: impl PyErrorClass) -> PyErr {
+    match err.class() {
+        None => PyTimeoutError::new_err(err.to_string()),
+        Some(class) => error(class, err.to_string()),
+    }
 }
 
 /// An instance of `shmpool._errors.<class>` with `message`.

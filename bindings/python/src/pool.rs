@@ -1,7 +1,7 @@
 //! `Pool`, `Producer` and `Consumer`.
 
 use crate::buffers::{Buffer, WriteBuffer};
-use crate::{invalid, to_py};
+use crate::{invalid, to_py, PyErrorClass};
 use pyo3::exceptions::PyTimeoutError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -29,13 +29,13 @@ pub(crate) fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> 
 }
 
 /// Why a blocking call ended without a value.
-pub(crate) enum Failure {
-    Core(Error),
+pub(crate) enum Failure<E = Error> {
+    Core(E),
     Py(PyErr),
 }
 
-impl From<Failure> for PyErr {
-    fn from(f: Failure) -> PyErr {
+impl<E: PyErrorClass> From<Failure<E>> for PyErr {
+    fn from(f: Failure<E>) -> PyErr {
         match f {
             Failure::Core(e) => to_py(e),
             Failure::Py(e) => e,
@@ -46,17 +46,18 @@ impl From<Failure> for PyErr {
 /// Runs a blocking core call without the GIL, in slices of at most [`SLICE`], running Python's
 /// signal handlers between slices (so Ctrl-C raises `KeyboardInterrupt`), until it succeeds,
 /// fails, or `timeout` seconds pass (`TimeoutError`). A zero timeout tries once.
-pub(crate) fn blocking<T: Send>(
+pub(crate) fn blocking<T: Send, E: PyErrorClass + Send>(
     py: Python<'_>,
     timeout: Option<f64>,
-    mut op: impl FnMut(Duration) -> shmpool::Result<T> + Send,
-) -> Result<T, Failure> {
+    mut op: impl FnMut(Duration) -> Result<T, E> + Send,
+) -> Result<T, Failure<E>> {
     let deadline = parse_timeout(timeout).map_err(Failure::Py)?.map(|t| Instant::now() + t);
     loop {
         let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
         match py.detach(|| op(slice)) {
             Ok(v) => return Ok(v),
-            Err(Error::Timeout) => {
+            // A timeout of one slice: go on until the caller's deadline.
+            Err(e) if e.class().is_none() => {
                 py.check_signals().map_err(Failure::Py)?;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(Failure::Py(PyTimeoutError::new_err("timed out")));
@@ -222,7 +223,7 @@ impl Pool {
     /// Whether the pool was closed (by its creator) or this handle was closed.
     #[getter]
     fn closed(&self) -> bool {
-        lock(&self.inner).as_ref().map_or(true, |p| p.is_closed())
+        lock(&self.inner).as_ref().is_none_or(|p| p.is_closed())
     }
 
     /// `(address, length)` of this process's mapping of the pool, for zero-copy checks.

@@ -6,18 +6,33 @@
 
 use crate::buffers::{fill_view, Buffer};
 use crate::pool::{blocking, parse_timeout};
-use crate::{invalid, to_py};
+use crate::{invalid, to_py, PyErrorClass};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use shmpool::protocol::{self as proto, Backend, ConnConfig, Options, Payload, SendBuf};
-use shmpool::Error;
+use shmpool_protocol::{self as proto, Backend, ConnConfig, Error, Options, Payload, SendBuf};
 use std::os::raw::c_int;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+impl PyErrorClass for Error {
+    fn class(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::Timeout => return None,
+            Error::Pool(e) => return e.class(),
+            Error::Disconnected(_) => "Disconnected",
+            Error::Protocol(_) => "ProtocolError",
+            Error::Auth(_) => "AuthenticationError",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            Error::Unsupported(_) => "Unsupported",
+            Error::Io { .. } => "IOFailure",
+            _ => "Error",
+        })
+    }
+}
 
 /// A connection's settings from keyword arguments.
 #[allow(clippy::too_many_arguments)]
@@ -263,7 +278,7 @@ impl LentBuffer {
 /// The slot returns to the pool when this object, its views and the peer's views are all gone.
 #[pyclass(frozen, module = "shmpool._shmpool")]
 pub struct SlotBuffer {
-    slot: shmpool::protocol::LendableSlot,
+    slot: proto::LendableSlot,
     ptr: usize,
 }
 

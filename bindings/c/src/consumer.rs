@@ -2,7 +2,7 @@
 
 use super::buffers::Table;
 use super::{call, guard, shmpool_read_buf, shmpool_status, timeout, try_ref, Fail};
-use crate::{Consumer, ReadBuf};
+use shmpool::{Consumer, ReadBuf};
 use std::cell::UnsafeCell;
 use std::time::Duration;
 

@@ -110,7 +110,7 @@ impl Backend {
         let mut env: Vec<(String, String)> = env.to_vec();
         match self {
             Backend::Namespace => env.push((HOST_DIR_ENV.into(), dir.display().to_string())),
-            _ => env.push((crate::DIR_ENV.into(), dir.display().to_string())),
+            _ => env.push((shmpool::DIR_ENV.into(), dir.display().to_string())),
         }
         let names: Vec<String> = env.iter().map(|(k, _)| k.clone()).collect();
         let line = self.command_line(argv, &names, dir);

@@ -1,4 +1,4 @@
-//! The status enum, the one mapping from [`crate::Error`] to it, and the per-thread last error.
+//! The status enum, the one mapping from [`shmpool::Error`] to it, and the per-thread last error.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -38,10 +38,10 @@ pub enum shmpool_status {
     SHMPOOL_UNSUPPORTED = 12,
 }
 
-impl From<&crate::Error> for shmpool_status {
+impl From<&shmpool::Error> for shmpool_status {
     /// The one place where core errors become statuses.
-    fn from(e: &crate::Error) -> Self {
-        use crate::Error as E;
+    fn from(e: &shmpool::Error) -> Self {
+        use shmpool::Error as E;
         match e {
             E::NotFound { .. } => shmpool_status::SHMPOOL_NOT_FOUND,
             E::AlreadyExists { .. } => shmpool_status::SHMPOOL_ALREADY_EXISTS,
@@ -52,7 +52,8 @@ impl From<&crate::Error> for shmpool_status {
             E::InsufficientSpace { .. } => shmpool_status::SHMPOOL_NO_SPACE,
             E::TooManyPeers { .. } => shmpool_status::SHMPOOL_TOO_MANY_PEERS,
             E::Unsupported(_) => shmpool_status::SHMPOOL_UNSUPPORTED,
-            E::Io { .. } | E::Disconnected(_) | E::Protocol(_) | E::Auth(_) => shmpool_status::SHMPOOL_IO,
+            // `Io` and whatever later versions of the core add.
+            _ => shmpool_status::SHMPOOL_IO,
         }
     }
 }
@@ -96,8 +97,8 @@ impl Fail {
     }
 }
 
-impl From<crate::Error> for Fail {
-    fn from(e: crate::Error) -> Self {
+impl From<shmpool::Error> for Fail {
+    fn from(e: shmpool::Error) -> Self {
         Fail::new((&e).into(), e.to_string())
     }
 }

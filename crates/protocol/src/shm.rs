@@ -7,7 +7,8 @@
 
 use super::frame::Wire;
 use super::handshake::Options;
-use crate::{Config, Consumer, Error, Mode, Pool, Producer, ReadBuf, Result, WriteBuf};
+use crate::{Error, Result};
+use shmpool::{Config, Consumer, Mode, Pool, Producer, ReadBuf, WriteBuf};
 use std::path::Path;
 use std::time::Duration;
 
@@ -87,7 +88,7 @@ impl ShmTx {
     pub fn publish(mut buf: WriteBuf, len: usize) -> Result<Wire<'static>> {
         buf.set_len(len)?;
         let slot = buf.slot_index() as u32;
-        let seq = buf.publish()?.ok_or(Error::Closed)?;
+        let seq = buf.publish()?.ok_or(Error::Pool(shmpool::Error::Closed))?;
         Ok(Wire::Slot { slot, len: len as u64, seq })
     }
 }
@@ -119,7 +120,7 @@ pub(crate) fn region(pool: &Pool, slot: u32, offset: u64, len: u64) -> Result<(*
             "a lent buffer ({len} bytes at {offset} in slot {slot}) is out of bounds"
         )));
     }
-    let base = pool.inner.view.data_ptr(slot as usize);
+    let base = pool.slot_ptr(slot as usize).ok_or_else(|| Error::Protocol(format!("no slot {slot}")))?;
     // SAFETY: `offset + len` lies within the slot, checked above.
     Ok((base, unsafe { base.add(offset as usize) }))
 }

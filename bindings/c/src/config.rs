@@ -1,81 +1,25 @@
 //! `shmpool_config`: the creation parameters of a pool, and the mode/overflow/dtype codes.
 
 use super::{call, guard, hand_out, try_mut, try_str, Fail};
-use crate::ffi::shmpool_status;
-use crate::{Config, DType, Mode, Overflow};
+use crate::shmpool_status;
+use shmpool::{Config, DType, Mode, Overflow};
 use std::ffi::c_char;
 use std::time::Duration;
 
-/// Delivery mode codes (pass them as `uint32_t`).
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum shmpool_mode {
-    /// Every consumer receives every buffer published after it joined (the default).
-    Broadcast = 0,
-    /// Each buffer goes to exactly one consumer.
-    WorkQueue = 1,
-}
-
-/// Full-pool policy codes (pass them as `uint32_t`).
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum shmpool_overflow {
-    /// Producers wait for a free slot (the default).
-    Block = 0,
-    /// Producers reclaim the oldest published buffer nobody is reading.
-    DropOldest = 1,
-}
-
-/// Element type codes of a buffer's payload (pass them as `uint32_t`); the values stored in shared
-/// memory, the same in every language.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum shmpool_dtype {
-    Bytes = 0,
-    U8 = 1,
-    U16 = 2,
-    U32 = 3,
-    U64 = 4,
-    I8 = 5,
-    I16 = 6,
-    I32 = 7,
-    I64 = 8,
-    F16 = 9,
-    Bf16 = 10,
-    F32 = 11,
-    F64 = 12,
-}
+// The mode, overflow and dtype codes are the core's own `#[repr(u32)]` enums (`Mode`, `Overflow`,
+// `DType`), exported by cbindgen as `shmpool_mode`, `shmpool_overflow` and `shmpool_dtype`: one
+// definition for Rust, C, C++ and Python.
 
 pub(crate) fn mode_from_c(code: u32) -> Result<Mode, Fail> {
-    match code {
-        c if c == shmpool_mode::Broadcast as u32 => Ok(Mode::Broadcast),
-        c if c == shmpool_mode::WorkQueue as u32 => Ok(Mode::WorkQueue),
-        c => Err(Fail::invalid(format!("mode {c} is not SHMPOOL_MODE_BROADCAST (0) or SHMPOOL_MODE_WORK_QUEUE (1)"))),
-    }
-}
-
-pub(crate) fn mode_to_c(mode: Mode) -> u32 {
-    match mode {
-        Mode::Broadcast => shmpool_mode::Broadcast as u32,
-        Mode::WorkQueue => shmpool_mode::WorkQueue as u32,
-    }
+    Mode::from_code(code).ok_or_else(|| {
+        Fail::invalid(format!("mode {code} is not SHMPOOL_MODE_BROADCAST (0) or SHMPOOL_MODE_WORK_QUEUE (1)"))
+    })
 }
 
 pub(crate) fn overflow_from_c(code: u32) -> Result<Overflow, Fail> {
-    match code {
-        c if c == shmpool_overflow::Block as u32 => Ok(Overflow::Block),
-        c if c == shmpool_overflow::DropOldest as u32 => Ok(Overflow::DropOldest),
-        c => Err(Fail::invalid(format!(
-            "overflow {c} is not SHMPOOL_OVERFLOW_BLOCK (0) or SHMPOOL_OVERFLOW_DROP_OLDEST (1)"
-        ))),
-    }
-}
-
-pub(crate) fn overflow_to_c(overflow: Overflow) -> u32 {
-    match overflow {
-        Overflow::Block => shmpool_overflow::Block as u32,
-        Overflow::DropOldest => shmpool_overflow::DropOldest as u32,
-    }
+    Overflow::from_code(code).ok_or_else(|| {
+        Fail::invalid(format!("overflow {code} is not SHMPOOL_OVERFLOW_BLOCK (0) or SHMPOOL_OVERFLOW_DROP_OLDEST (1)"))
+    })
 }
 
 /// The element type for a code (the core's codes are the C codes).

@@ -1,11 +1,13 @@
 //! `shmpool_pool`: create, open, close, inspect a pool; make producers and consumers.
 
-use super::config::{mode_to_c, overflow_to_c, shmpool_config};
+use super::config::shmpool_config;
 use super::{call, guard, hand_out, try_ref, try_str, write_out, Fail};
 use super::{shmpool_consumer, shmpool_producer, shmpool_status};
-use crate::{Config, Pool};
+use shmpool::{Config, Pool};
 use std::ffi::{c_char, CString};
+use std::mem::offset_of;
 use std::path::Path;
+use std::ptr;
 
 /// A handle to a pool. The handle that created the pool closes and removes it when freed, unless
 /// `shmpool_pool_persist` was called. Producers, consumers and buffers keep the mapping alive, so
@@ -24,10 +26,15 @@ impl shmpool_pool {
     }
 }
 
-/// A snapshot of a pool's state (`shmpool_pool_stats`).
+/// A snapshot of a pool's state (`shmpool_pool_stats`). Fields are only ever added at the end:
+/// set `struct_size` to `sizeof(shmpool_stats)` before the call (`shmpool_stats s = {.struct_size = sizeof s};`)
+/// and the library fills only the fields that fit, so a program built against an older header
+/// keeps working with a newer library.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct shmpool_stats {
+    /// In: the size of the caller's struct. Out: the bytes the library filled.
+    pub struct_size: usize,
     /// Number of slots.
     pub slots: u32,
     /// Slots nobody uses.
@@ -168,26 +175,36 @@ pub unsafe extern "C" fn shmpool_pool_reap(pool: *const shmpool_pool, reaped: *m
     })
 }
 
-/// Writes a snapshot of the pool's state to `out`.
+/// Writes a snapshot of the pool's state to `out`: the fields that fit in `out->struct_size`
+/// bytes (which must be set and cover at least `struct_size` itself).
 #[no_mangle]
 pub unsafe extern "C" fn shmpool_pool_stats(pool: *const shmpool_pool, out: *mut shmpool_stats) -> shmpool_status {
     call(|| {
         // SAFETY: NULL or a live handle (module contract).
         let s = unsafe { try_ref(pool, "pool") }?.pool.stats();
-        let stats = shmpool_stats {
-            slots: s.slots,
-            free: s.free,
-            writing: s.writing,
-            ready: s.ready,
-            reading: s.reading,
-            consumers: s.consumers,
-            producers: s.producers,
-            closed: s.closed,
-            published: s.published,
-            dropped: s.dropped,
-        };
-        // SAFETY: NULL or writable (module contract).
-        unsafe { write_out(out, stats, "out") }
+        if out.is_null() {
+            return Err(Fail::invalid("out is NULL"));
+        }
+        // SAFETY: `out` points to a caller's shmpool_stats of some version, all of which start with
+        // `struct_size` (module contract).
+        let size = unsafe { ptr::addr_of!((*out).struct_size).read() };
+        if size < size_of::<usize>() {
+            return Err(Fail::invalid("out->struct_size is not set: use shmpool_stats s = {.struct_size = sizeof s};"));
+        }
+        let size = size.min(size_of::<shmpool_stats>());
+        macro_rules! put {
+            ($($field:ident: $value:expr),*) => {$(
+                let value = $value;
+                if offset_of!(shmpool_stats, $field) + size_of_val(&value) <= size {
+                    // SAFETY: the field lies within the caller's `size` bytes, checked above.
+                    unsafe { ptr::addr_of_mut!((*out).$field).write(value) };
+                }
+            )*};
+        }
+        put!(struct_size: size, slots: s.slots, free: s.free, writing: s.writing, ready: s.ready,
+            reading: s.reading, consumers: s.consumers, producers: s.producers, closed: s.closed,
+            published: s.published, dropped: s.dropped);
+        Ok(())
     })
 }
 
@@ -244,14 +261,14 @@ pub unsafe extern "C" fn shmpool_pool_meta_bytes(pool: *const shmpool_pool) -> u
 #[no_mangle]
 pub unsafe extern "C" fn shmpool_pool_mode(pool: *const shmpool_pool) -> u32 {
     // SAFETY: forwarded module contract.
-    unsafe { property(pool, 0, |p| mode_to_c(p.pool.mode())) }
+    unsafe { property(pool, 0, |p| p.pool.mode().code()) }
 }
 
 /// The pool's `shmpool_overflow` (block for a NULL handle).
 #[no_mangle]
 pub unsafe extern "C" fn shmpool_pool_overflow(pool: *const shmpool_pool) -> u32 {
     // SAFETY: forwarded module contract.
-    unsafe { property(pool, 0, |p| overflow_to_c(p.pool.overflow())) }
+    unsafe { property(pool, 0, |p| p.pool.overflow().code()) }
 }
 
 /// Whether the pool was closed (true for a NULL handle).

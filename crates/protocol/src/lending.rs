@@ -11,7 +11,8 @@
 //! Releases are u32 slot indices, with [`OWN_POOL`] set when the slot is in the lender's own pool.
 
 use super::frame::Wire;
-use crate::{Pool, Result, WriteBuf};
+use crate::Result;
+use shmpool::{Pool, WriteBuf};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};

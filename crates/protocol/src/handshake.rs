@@ -322,7 +322,7 @@ pub(crate) fn worker(mut stream: Stream, side: &Side<'_>, started_on: Protocol) 
 
 /// The directory a side uses for pools: its explicit one, else `$SHMPOOL_DIR`, else `/dev/shm`.
 pub(crate) fn directory(explicit: Option<&Path>) -> PathBuf {
-    crate::config::resolve_dir(explicit)
+    shmpool::resolve_dir(explicit)
 }
 
 #[cfg(test)]

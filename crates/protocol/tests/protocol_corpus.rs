@@ -3,13 +3,13 @@
 //! others (`fuzz-*`, found by `cargo fuzz run frame`) only must not panic. Whatever decodes must
 //! re-encode to a frame that decodes the same.
 
-use shmpool::protocol::frame::{read_frame, Limits};
-use shmpool::Error;
+use shmpool_protocol::frame::{read_frame, Limits};
+use shmpool_protocol::Error;
 use std::path::Path;
 
 #[test]
 fn frame_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/frame");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frame");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

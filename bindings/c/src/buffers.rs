@@ -2,7 +2,7 @@
 
 use super::config::dtype_from_c;
 use super::{call, guard, shmpool_status, try_ref, Fail};
-use crate::{ReadBuf, WriteBuf, MAX_DIMS};
+use shmpool::{ReadBuf, WriteBuf, MAX_DIMS};
 use std::cell::UnsafeCell;
 use std::ptr;
 

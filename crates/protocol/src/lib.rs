@@ -18,17 +18,18 @@
 //! worker calls [`connect_env`].
 //!
 //! ```no_run
-//! use shmpool::protocol::{connect_env, ConnConfig};
+//! use shmpool_protocol::{connect_env, ConnConfig};
 //! // In a worker started by a host:
 //! let conn = connect_env(&ConnConfig::default())?;
 //! let msg = conn.recv(None)?;
 //! conn.send(&msg.header, msg.buffers.iter().map(|b| b.as_ref().into()).collect())?;
-//! # Ok::<(), shmpool::Error>(())
+//! # Ok::<(), shmpool_protocol::Error>(())
 //! ```
 
 mod auth;
 mod connection;
 mod endpoint;
+mod error;
 pub mod frame;
 mod handshake;
 mod heartbeat;
@@ -40,6 +41,7 @@ mod stream;
 pub use auth::Secret;
 pub use connection::{AllocBuf, Connection, Message, Payload, SendBuf};
 pub use endpoint::{connect, connect_env, ConnConfig, Listener};
+pub use error::{Error, Result};
 pub use handshake::{parse_protocols, Options, Protocol};
 pub use launcher::NAMESPACE_DIR;
 pub use launcher::{Backend, WorkerProcess};
@@ -55,3 +57,9 @@ pub const SECRET_ENV: &str = "SHMPOOL_SECRET";
 /// Environment variable through which a host tells a worker where to connect (`tcp:HOST:PORT` or
 /// `unix:PATH`).
 pub const ADDRESS_ENV: &str = "SHMPOOL_ADDRESS";
+
+/// The README's Rust examples (the core's and this crate's), compiled and run as doc tests here,
+/// the lowest crate that sees both.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -3,7 +3,7 @@
 use super::buffers::Table;
 use super::shmpool_write_buf;
 use super::{call, guard, shmpool_status, timeout, try_mut, try_ref, write_out, Fail};
-use crate::{Producer, WriteBuf};
+use shmpool::{Producer, WriteBuf};
 use std::time::Duration;
 
 /// Sequence written by `shmpool_producer_publish` when a broadcast pool had no consumer and the

@@ -2,14 +2,15 @@
 //! Every transport echoes messages; negotiation, authentication, liveness, shutdown and the
 //! `namespace` backend are checked against real processes.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use common::*;
-use shmpool::protocol::{
+use shmpool_protocol::Error;
+use shmpool_protocol::{
     connect_env, Backend, ConnConfig, Connection, Listener, Options, Payload, Protocol, SendBuf, WorkerProcess,
     NAMESPACE_DIR, PROTOCOL_ENV, SECRET_ENV,
 };
-use shmpool::Error;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -71,7 +72,7 @@ struct Session {
 
 fn host_config(protocols: &str, dir: &TempDir) -> ConnConfig {
     ConnConfig {
-        protocols: Some(shmpool::protocol::parse_protocols(protocols).unwrap()),
+        protocols: Some(shmpool_protocol::parse_protocols(protocols).unwrap()),
         options: options(),
         directory: Some(dir.path().to_path_buf()),
         ..ConnConfig::default()
@@ -193,7 +194,7 @@ fn negotiation_matrix() {
     // An unknown name is a clear error on the host...
     let e = ConnConfig { protocols: None, ..ConnConfig::default() };
     assert!(e.protocol_list().is_ok());
-    let e = shmpool::protocol::parse_protocols("tcp,shm,rdma").unwrap_err().to_string();
+    let e = shmpool_protocol::parse_protocols("tcp,shm,rdma").unwrap_err().to_string();
     assert!(e.contains("unknown protocol \"rdma\""), "{e}");
     // ...and on the worker, which exits with it.
     let Err(e) = start_with("tcp,shm", Backend::Process, "echo", &[(PROTOCOL_ENV, "tcp,bogus")]) else {

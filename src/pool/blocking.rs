@@ -1,0 +1,86 @@
+//! The one blocking loop behind `acquire` and `recv`: try, spin within the budget, then sleep on
+//! the Signaler's event, sweeping dead peers once a lease, until ready or out of time.
+
+use super::Inner;
+use crate::signaler::{Spin, Waiter};
+use crate::{Error, Result};
+use std::time::{Duration, Instant};
+
+/// What one attempt of a blocking operation found.
+pub(crate) enum Attempt<T> {
+    Ready(T),
+    /// Nothing yet: sleep until notified.
+    Pending,
+    /// A peer is between two steps: retry soon.
+    Busy,
+}
+
+/// Which event a blocked operation waits for.
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    Published,
+    Freed,
+}
+
+impl Inner {
+    /// Runs `attempt` until it is ready, sleeping on `event` between tries, spinning first within
+    /// `spin`'s budget, sweeping dead peers every lease, for at most `timeout` (`None`: no limit).
+    pub(crate) fn block_on<T>(
+        &self,
+        event: Event,
+        timeout: Option<Duration>,
+        spin: &Spin,
+        mut attempt: impl FnMut() -> Result<Attempt<T>>,
+    ) -> Result<T> {
+        if let Attempt::Ready(v) = attempt()? {
+            return Ok(v);
+        }
+        // Not ready at once: a dead peer may be what holds us up, so check (at most once a lease).
+        if self.sweep_if_due() {
+            if let Attempt::Ready(v) = attempt()? {
+                return Ok(v);
+            }
+        }
+        let start = Instant::now();
+        let mut failure = None;
+        let spun = spin.run(|| match attempt() {
+            Ok(Attempt::Ready(v)) => Some(Ok(v)),
+            Ok(_) => None,
+            Err(e) => {
+                failure = Some(e);
+                Some(Err(()))
+            }
+        });
+        match spun {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(())) => return Err(failure.unwrap_or(Error::Closed)),
+            None => {}
+        }
+        let control = self.view.control();
+        let waiter = match event {
+            Event::Published => Waiter::register(&control.published_event, &control.consumers_waiting),
+            Event::Freed => Waiter::register(&control.freed_event, &control.producers_waiting),
+        };
+        let mut last_check = start;
+        loop {
+            let remaining = match timeout {
+                Some(t) => match t.checked_sub(start.elapsed()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => return Err(Error::Timeout),
+                },
+                None => None,
+            };
+            let seen = waiter.observe();
+            let nap = match attempt()? {
+                Attempt::Ready(v) => return Ok(v),
+                Attempt::Pending => self.lease,
+                Attempt::Busy => Duration::from_micros(200),
+            };
+            waiter.sleep(seen, remaining.map_or(nap, |r| r.min(nap)));
+            if last_check.elapsed() >= self.lease {
+                last_check = Instant::now();
+                self.sweep_if_due();
+            }
+        }
+    }
+}
