@@ -57,7 +57,7 @@ fn run() -> Result<(), String> {
         buf.set_timestamp(k + 1);
         buf.publish().map_err(|e| e.to_string())?;
     }
-    pool.close();
+    pool.shutdown();
     println!("published {count}");
     Ok(())
 }

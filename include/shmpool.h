@@ -216,7 +216,7 @@ typedef struct shmpool_read_buf shmpool_read_buf;
 
 /**
  * A slot being written: fill `shmpool_write_buf_data` (up to the capacity), set the length and
- * metadata, then `shmpool_producer_publish` or `shmpool_producer_abort` it.
+ * metadata, then `shmpool_producer_publish` or `shmpool_producer_discard` it.
  */
 typedef struct shmpool_write_buf shmpool_write_buf;
 
@@ -366,11 +366,21 @@ shmpool_status shmpool_pool_create(const char *name,
                                    struct shmpool_pool **out);
 
 /**
- * Opens the existing pool `name` in `directory` (NULL: `$SHMPOOL_DIR`, else /dev/shm).
+ * Opens the existing pool `name` in `directory` (NULL: `$SHMPOOL_DIR`, else /dev/shm);
+ * `SHMPOOL_NOT_FOUND` if there is none.
  */
 shmpool_status shmpool_pool_open(const char *name,
                                  const char *directory,
                                  struct shmpool_pool **out);
+
+/**
+ * Like `shmpool_pool_open`, waiting up to `timeout_ms` (`SHMPOOL_FOREVER`: no limit) for the pool
+ * to appear, so a consumer may start before its producer; `SHMPOOL_NOT_FOUND` after that.
+ */
+shmpool_status shmpool_pool_open_timeout(const char *name,
+                                         const char *directory,
+                                         uint32_t timeout_ms,
+                                         struct shmpool_pool **out);
 
 /**
  * Frees a pool handle (NULL is ignored). If this handle created the pool and did not persist it,
@@ -379,11 +389,12 @@ shmpool_status shmpool_pool_open(const char *name,
 void shmpool_pool_free(struct shmpool_pool *pool);
 
 /**
- * Closes the pool for everyone: producers get `SHMPOOL_CLOSED`, consumers drain what was
- * published and then get `SHMPOOL_CLOSED`. The name is removed; mappings stay valid. The handle
- * must still be freed.
+ * Shuts the pool down for everyone, from any handle: producers get `SHMPOOL_CLOSED`, consumers
+ * drain what was published and then get `SHMPOOL_CLOSED`. The name is removed; mappings stay
+ * valid. The handle must still be freed (freeing the creator's handle is closing it: that shuts
+ * the pool down unless it was persisted).
  */
-shmpool_status shmpool_pool_close(const struct shmpool_pool *pool);
+shmpool_status shmpool_pool_shutdown(const struct shmpool_pool *pool);
 
 /**
  * Keeps the pool (and its name) after this creator handle is freed.
@@ -472,7 +483,7 @@ shmpool_status shmpool_producer_set_spin_us(struct shmpool_producer *producer, u
 
 /**
  * Takes a free slot, waiting up to `timeout_ms` (`SHMPOOL_FOREVER`: no limit); `*out` receives the
- * buffer, to be passed to `shmpool_producer_publish` or `shmpool_producer_abort`.
+ * buffer, to be passed to `shmpool_producer_publish` or `shmpool_producer_discard`.
  */
 shmpool_status shmpool_producer_acquire(const struct shmpool_producer *producer,
                                         uint32_t timeout_ms,
@@ -496,8 +507,8 @@ shmpool_status shmpool_producer_publish(const struct shmpool_producer *producer,
 /**
  * Returns the buffer `*buf` to the pool unpublished and sets `*buf` to NULL.
  */
-shmpool_status shmpool_producer_abort(const struct shmpool_producer *producer,
-                                      struct shmpool_write_buf **buf);
+shmpool_status shmpool_producer_discard(const struct shmpool_producer *producer,
+                                        struct shmpool_write_buf **buf);
 
 /**
  * Buffers this producer published (0 for a NULL handle).

@@ -210,13 +210,13 @@ public:
     }
 
     /// Returns the slot to the pool unpublished.
-    void abort() { detail::check(shmpool_producer_abort(owner_, &buf_)); }
+    void discard() { detail::check(shmpool_producer_discard(owner_, &buf_)); }
 
 private:
     friend class Producer;
     WriteBuf(const shmpool_producer *owner, shmpool_write_buf *buf) noexcept : owner_(owner), buf_(buf) {}
     void abort_quietly() noexcept {
-        if (buf_) shmpool_producer_abort(owner_, &buf_);
+        if (buf_) shmpool_producer_discard(owner_, &buf_);
     }
     const shmpool_producer *owner_;
     shmpool_write_buf *buf_;
@@ -358,10 +358,12 @@ public:
         detail::check(shmpool_pool_create(name.c_str(), c.get(), &p));
         return Pool(p);
     }
-    /// Opens an existing pool; an empty directory means $SHMPOOL_DIR or /dev/shm.
-    static Pool open(const std::string &name, const std::string &directory = "") {
+    /// Opens an existing pool, waiting up to `timeout` for it to appear (0: not at all); an empty
+    /// directory means $SHMPOOL_DIR or /dev/shm.
+    static Pool open(const std::string &name, const std::string &directory = "", Timeout timeout = Timeout(0)) {
         shmpool_pool *p = nullptr;
-        detail::check(shmpool_pool_open(name.c_str(), directory.empty() ? nullptr : directory.c_str(), &p));
+        detail::check(shmpool_pool_open_timeout(name.c_str(), directory.empty() ? nullptr : directory.c_str(),
+                                                to_ms(timeout), &p));
         return Pool(p);
     }
     static void remove(const std::string &name, const std::string &directory = "") {
@@ -380,7 +382,7 @@ public:
     }
 
     /// Closes the pool for everyone (consumers drain first).
-    void close() const { detail::check(shmpool_pool_close(h_.get())); }
+    void shutdown() const { detail::check(shmpool_pool_shutdown(h_.get())); }
     void persist() const { detail::check(shmpool_pool_persist(h_.get())); }
     Stats stats() const {
         Stats s{};

@@ -8,7 +8,7 @@
 //! let pool = Pool::create("consumer-doc", &Config::new(2, 4096).directory(&dir))?;
 //! let mut consumer = pool.consumer()?;
 //! pool.producer()?.acquire(None)?.publish()?;
-//! pool.close();
+//! pool.shutdown();
 //! assert!(consumer.recv(Some(Duration::from_secs(1))).is_ok()); // drains what was published
 //! assert!(matches!(consumer.recv(None), Err(Error::Closed)));
 //! # Ok::<(), shmpool::Error>(())

@@ -186,6 +186,9 @@ impl WriteBuf {
         self.slot
     }
 
+    /// Returns the slot to the pool unpublished (what dropping the buffer does too).
+    pub fn discard(self) {}
+
     /// Publishes the first `len()` bytes. Returns the sequence number, or `None` if a broadcast pool
     /// had no consumer (the buffer is then discarded).
     pub fn publish(mut self) -> Result<Option<u64>> {

@@ -15,6 +15,13 @@ const SIZE: usize = 8192;
 fn child() {
     child_main(|role, args| {
         let dir = Path::new(&args[0]);
+        if role == "consume-first" {
+            // Started before the pool exists: waits for it, then receives one buffer. args: dir name
+            let pool = Pool::open_timeout(&args[1], Some(dir), secs(20)).map_err(|e| e.to_string())?;
+            let buf = pool.consumer().and_then(|mut c| c.recv(secs(20))).map_err(|e| e.to_string())?;
+            check(&buf)?;
+            return Ok(());
+        }
         let pool = Pool::open_in(&args[1], Some(dir)).map_err(|e| e.to_string())?;
         match role {
             // args: dir name producer-id count
@@ -142,7 +149,7 @@ fn work_queue_gives_each_buffer_to_exactly_one_consumer() {
         expect_success(p, Duration::from_secs(60), "producer");
     }
     wait_until(Duration::from_secs(20), "the queue to drain", || pool.stats().free == 4);
-    pool.close();
+    pool.shutdown();
     let mut all = Vec::new();
     let mut shares = Vec::new();
     for c in consumers {
@@ -175,7 +182,7 @@ fn drop_oldest_never_blocks_the_producer_and_lagging_consumers_see_gaps() {
     }
     let publishing = started.elapsed();
     wait_until(Duration::from_secs(20), "the slow consumer to catch up", || pool.stats().ready == 0);
-    pool.close();
+    pool.shutdown();
     let out = expect_success(std::mem::replace(&mut slow, spawn_noop()), Duration::from_secs(30), "slow consumer");
     let line = out.lines().find(|l| l.starts_with("SLOW ")).expect("report").to_string();
     let field = |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).unwrap().to_string();
@@ -223,7 +230,7 @@ fn closing_lets_consumers_drain_then_reports_closed() {
         buf.set_len(SIZE).unwrap();
         buf.publish().unwrap();
     }
-    pool.close();
+    pool.shutdown();
     assert!(matches!(producer.acquire(secs(1)), Err(Error::Closed)));
     assert!(matches!(pool.consumer(), Err(Error::Closed)));
     let out = expect_success(consumer, Duration::from_secs(20), "consumer");
@@ -240,6 +247,10 @@ fn a_live_pool_cannot_be_created_twice_but_a_stale_one_is_replaced() {
     // A pool whose every handle is gone (as after kill -9 of all its users) is stale.
     pool.persist();
     drop(pool);
+    // A child that another test forks holds every descriptor of this process until its exec.
+    wait_until(Duration::from_secs(10), "nobody to hold the dropped pool", || {
+        Pool::list(Some(dir.path())).unwrap().iter().all(|p| !p.in_use)
+    });
     let replaced = Pool::create("dup", &config.clone().mode(Mode::WorkQueue)).unwrap();
     assert_eq!(replaced.mode(), Mode::WorkQueue);
     assert!(matches!(Pool::open_in("missing", Some(dir.path())), Err(Error::NotFound { .. })));
@@ -288,4 +299,24 @@ fn the_directory_comes_from_shmpool_dir() {
         pool.unwrap().path().to_path_buf()
     };
     assert!(path.starts_with(dir.path()), "{path:?}");
+}
+
+#[test]
+fn a_consumer_started_before_the_pool_waits_for_it() {
+    let dir = TempDir::new("open-timeout");
+    let child = spawn_child("consume-first", &[dir.path().display().to_string(), "late".into()]);
+    // Give the child time to start waiting; correctness does not depend on it.
+    std::thread::sleep(Duration::from_millis(100));
+    let pool = Pool::create("late", &Config::new(2, SIZE).directory(dir.path())).unwrap();
+    let producer = pool.producer().unwrap();
+    wait_until(Duration::from_secs(20), "the child's consumer", || pool.stats().consumers == 1);
+    let mut buf = producer.acquire(secs(5)).unwrap();
+    fill(&mut buf[..SIZE], 0, 0);
+    buf.set_len(SIZE).unwrap();
+    buf.publish().unwrap();
+    expect_success(child, Duration::from_secs(20), "consume-first");
+    let start = Instant::now();
+    let missing = Pool::open_timeout("never", Some(dir.path()), Some(Duration::from_millis(100)));
+    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+    assert!(start.elapsed() >= Duration::from_millis(100));
 }

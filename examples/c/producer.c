@@ -82,11 +82,11 @@ int main(int argc, char **argv) {
         TRY(shmpool_write_buf_set_timestamp(buf, k + 1));
         TRY(shmpool_producer_publish(producer, &buf, NULL));
     }
-    TRY(shmpool_pool_close(pool)); /* consumers drain what was published, then see CLOSED */
+    TRY(shmpool_pool_shutdown(pool)); /* consumers drain what was published, then see CLOSED */
     printf("producer: published %lu\n", count);
     rc = 0;
 out:
-    if (buf) shmpool_producer_abort(producer, &buf);
+    if (buf) shmpool_producer_discard(producer, &buf);
     shmpool_producer_free(producer);
     shmpool_pool_free(pool);
     shmpool_config_free(config);

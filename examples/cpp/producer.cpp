@@ -34,7 +34,7 @@ int main(int argc, char **argv) try {
         buf.set_size(size).set_dtype(shmpool::DType::U8).set_shape({size}).set_user_meta("cpp-producer").set_timestamp(k + 1);
         buf.publish();
     }
-    pool.close();
+    pool.shutdown();
     std::printf("producer_cpp: published %lu\n", count);
     return 0;
 } catch (const std::exception &e) {

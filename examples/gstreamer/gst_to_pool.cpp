@@ -48,7 +48,7 @@ GQuark slot_quark() {
 
 void slot_free(gpointer data) {  // the memory is gone: abort the slot unless it was published
     auto *ref = static_cast<SlotRef *>(data);
-    if (ref->buf) shmpool_producer_abort(ref->producer, &ref->buf);
+    if (ref->buf) shmpool_producer_discard(ref->producer, &ref->buf);
     delete ref;
 }
 
@@ -74,7 +74,7 @@ GstFlowReturn slot_pool_acquire(GstBufferPool *pool, GstBuffer **buffer, GstBuff
         return GST_FLOW_ERROR;
     }
     if (shmpool_write_buf_capacity(wb) < self->frame_size) {
-        shmpool_producer_abort(self->producer, &wb);
+        shmpool_producer_discard(self->producer, &wb);
         return GST_FLOW_ERROR;
     }
     auto *ref = new SlotRef{self->producer, wb};
@@ -298,7 +298,7 @@ int main(int argc, char **argv) try {
     gst_object_unref(pipeline);
     if (sink.slot_pool) gst_object_unref(sink.slot_pool);
     gst_caps_replace(&sink.caps, nullptr);
-    pool.close();  // consumers drain what was published, then see SHMPOOL_CLOSED
+    pool.shutdown();  // consumers drain what was published, then see SHMPOOL_CLOSED
     if (!sink.error.empty()) std::fprintf(stderr, "gst_to_pool: %s\n", sink.error.c_str());
     if (seconds < 0 || !sink.error.empty()) return 1;
     const unsigned long n = sink.frames;

@@ -56,9 +56,9 @@ impl Pool {
         Ok(removed)
     }
 
-    /// Closes the pool `name` for its users and removes its name, live peers or not.
+    /// Shuts the pool `name` down for its users and removes its name, live peers or not.
     pub fn remove(name: &str, directory: Option<&Path>) -> Result<()> {
-        Pool::open_in(name, directory)?.close();
+        Pool::open_in(name, directory)?.shutdown();
         Ok(())
     }
 }

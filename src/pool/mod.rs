@@ -137,6 +137,31 @@ impl Pool {
         Ok(Pool::from_segment(name, segment, geometry, false))
     }
 
+    /// Opens the pool `name` in `directory` (or the default directory for `None`), waiting up to
+    /// `timeout` for it to appear (`None`: no limit), so a consumer may start before its producer.
+    ///
+    /// ```
+    /// use shmpool::{Error, Pool};
+    /// use std::time::Duration;
+    /// let dir = std::env::temp_dir();
+    /// let missing = Pool::open_timeout("nobody-creates-this", Some(&dir), Some(Duration::from_millis(20)));
+    /// assert!(matches!(missing, Err(Error::NotFound { .. })));
+    /// ```
+    pub fn open_timeout(name: &str, directory: Option<&Path>, timeout: Option<Duration>) -> Result<Pool> {
+        let start = Instant::now();
+        let mut nap = Duration::from_millis(1);
+        loop {
+            match Pool::open_in(name, directory) {
+                Err(Error::NotFound { .. }) if timeout.is_none_or(|t| start.elapsed() < t) => {
+                    let left = timeout.map_or(nap, |t| t.saturating_sub(start.elapsed()));
+                    std::thread::sleep(nap.min(left));
+                    nap = (nap * 2).min(Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
+    }
+
     fn from_segment(name: &str, segment: Segment, geometry: Geometry, creator: bool) -> Pool {
         // SAFETY: the segment maps `geometry.total` bytes (checked by create/open) and lives in the
         // same Inner as the view, so it outlives it.
@@ -227,10 +252,12 @@ impl Pool {
         self.inner.is_closed()
     }
 
-    /// Closes the pool for everyone: producers get [`Error::Closed`], consumers drain what was
-    /// published and then get [`Error::Closed`]. The name is unlinked; mappings stay valid.
-    pub fn close(&self) {
-        self.inner.close();
+    /// Shuts the pool down for everyone, from any handle: producers get [`Error::Closed`],
+    /// consumers drain what was published and then get [`Error::Closed`]. The name is unlinked;
+    /// mappings stay valid. (Closing a handle is dropping it: the creator's handle shuts the pool
+    /// down when it goes, unless [`Pool::persist`] was called.)
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
     }
 
     /// Keeps the pool (and its name) after this creator handle goes away.
@@ -260,7 +287,7 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Inner {
-    fn close(&self) {
+    fn shutdown(&self) {
         let control = self.view.control();
         control.closed.store(1, SeqCst);
         // Wake everyone so they see it; the counters make sure nobody sleeps through.
@@ -333,7 +360,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         if self.creator && !self.persistent.load(Relaxed) && !self.is_closed() {
-            self.close();
+            self.shutdown();
         }
     }
 }

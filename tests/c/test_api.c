@@ -151,7 +151,7 @@ static void test_round_trip(const char *dir) {
 
     /* abort returns the slot */
     CHECK_OK(shmpool_producer_try_acquire(producer, &wb));
-    CHECK_OK(shmpool_producer_abort(producer, &wb));
+    CHECK_OK(shmpool_producer_discard(producer, &wb));
     CHECK(wb == NULL, "abort NULLs the buffer variable");
     CHECK_ERR(shmpool_consumer_try_recv(consumer, &rb), SHMPOOL_WOULD_BLOCK, "nothing");
     CHECK(rb == NULL, "nothing received after abort");
@@ -198,7 +198,7 @@ static void test_bad_arguments(const char *dir) {
     CHECK_ERR(shmpool_pool_open(NULL, dir, &other), SHMPOOL_INVALID_ARGUMENT, "name is NULL");
     CHECK_ERR(shmpool_pool_stats(NULL, &stats), SHMPOOL_INVALID_ARGUMENT, "pool is NULL");
     CHECK_ERR(shmpool_pool_stats(pool, NULL), SHMPOOL_INVALID_ARGUMENT, "out is NULL");
-    CHECK_ERR(shmpool_pool_close(NULL), SHMPOOL_INVALID_ARGUMENT, "pool is NULL");
+    CHECK_ERR(shmpool_pool_shutdown(NULL), SHMPOOL_INVALID_ARGUMENT, "pool is NULL");
     CHECK_ERR(shmpool_pool_producer(NULL, &producer), SHMPOOL_INVALID_ARGUMENT, "pool is NULL");
     CHECK_ERR(shmpool_pool_consumer(pool, NULL), SHMPOOL_INVALID_ARGUMENT, "out is NULL");
     CHECK_ERR(shmpool_producer_acquire(NULL, 0, &wb), SHMPOOL_INVALID_ARGUMENT, "producer is NULL");
@@ -234,6 +234,15 @@ static void test_bad_arguments(const char *dir) {
     shmpool_config_free(config);
     CHECK_ERR(shmpool_pool_open("c-missing", dir, &other), SHMPOOL_NOT_FOUND, "not found");
     CHECK(other == NULL, "no pool on failure");
+    {
+        double t0 = now_ms();
+        CHECK_ERR(shmpool_pool_open_timeout("c-missing", dir, 40, &other), SHMPOOL_NOT_FOUND, "not found");
+        CHECK(now_ms() - t0 >= 39 && now_ms() - t0 < 5000, "open_timeout waited about 40 ms");
+        CHECK_OK(shmpool_pool_open_timeout("c-bad-args", dir, SHMPOOL_FOREVER, &other));
+        CHECK(other != NULL, "an existing pool opens at once");
+        shmpool_pool_free(other);
+        other = NULL;
+    }
 
     CHECK_OK(shmpool_pool_producer(pool, &producer));
     CHECK_OK(shmpool_pool_producer(pool, &producer2));
@@ -255,7 +264,7 @@ static void test_bad_arguments(const char *dir) {
     wb_copy = wb;
     CHECK_OK(shmpool_producer_publish(producer, &wb, NULL));
     CHECK_ERR(shmpool_producer_publish(producer, &wb, NULL), SHMPOOL_INVALID_ARGUMENT, "already published");
-    CHECK_ERR(shmpool_producer_abort(producer, &wb), SHMPOOL_INVALID_ARGUMENT, "already published");
+    CHECK_ERR(shmpool_producer_discard(producer, &wb), SHMPOOL_INVALID_ARGUMENT, "already published");
     /* a stale copy of the handle is detected too (until its slot is acquired again) */
     CHECK_ERR(shmpool_producer_publish(producer, &wb_copy, NULL), SHMPOOL_INVALID_ARGUMENT, "already published");
     CHECK(shmpool_write_buf_data(wb_copy) == NULL, "no data through a spent handle");
@@ -292,8 +301,8 @@ static void test_bad_arguments(const char *dir) {
         CHECK(third == NULL, "nothing acquired");
     }
     CHECK(now_ms() - t0 >= 29 && now_ms() - t0 < 5000, "acquire waited about 30 ms");
-    CHECK_OK(shmpool_producer_abort(producer, &wb));
-    CHECK_OK(shmpool_producer_abort(producer2, &wb_copy));
+    CHECK_OK(shmpool_producer_discard(producer, &wb));
+    CHECK_OK(shmpool_producer_discard(producer2, &wb_copy));
 
     /* publish with nobody listening (broadcast): discarded */
     shmpool_consumer_free(consumer);
@@ -309,7 +318,7 @@ static void test_bad_arguments(const char *dir) {
     CHECK_OK(shmpool_pool_consumer(pool, &consumer));
     CHECK_OK(shmpool_producer_acquire(producer, 0, &wb));
     CHECK_OK(shmpool_producer_publish(producer, &wb, NULL));
-    CHECK_OK(shmpool_pool_close(pool));
+    CHECK_OK(shmpool_pool_shutdown(pool));
     CHECK(shmpool_pool_is_closed(pool), "closed");
     CHECK_ERR(shmpool_producer_acquire(producer, 0, &wb), SHMPOOL_CLOSED, "closed");
     CHECK_OK(shmpool_consumer_recv(consumer, 1000, &rb));

@@ -110,7 +110,7 @@ static void round_trip(const std::string &dir) {
         CHECK_THROWS(b.set_dtype(static_cast<shmpool::DType>(42)), SHMPOOL_INVALID_ARGUMENT, "dtype code 42");
         b.publish();
     }
-    pool.close();
+    pool.shutdown();
     {
         int drained = 0;
         while (auto b = consumer.next(1s)) drained++;

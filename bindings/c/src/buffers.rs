@@ -7,7 +7,7 @@ use std::cell::UnsafeCell;
 use std::ptr;
 
 /// A slot being written: fill `shmpool_write_buf_data` (up to the capacity), set the length and
-/// metadata, then `shmpool_producer_publish` or `shmpool_producer_abort` it.
+/// metadata, then `shmpool_producer_publish` or `shmpool_producer_discard` it.
 pub struct shmpool_write_buf {
     /// `None` once published or aborted.
     buf: UnsafeCell<Option<WriteBuf>>,
@@ -29,7 +29,7 @@ pub(crate) trait Entry: Sized {
 
 impl Entry for shmpool_write_buf {
     type Buf = WriteBuf;
-    const GONE: &'static str = "the buffer was already published or aborted";
+    const GONE: &'static str = "the buffer was already published or discarded";
     fn empty() -> Self {
         shmpool_write_buf { buf: UnsafeCell::new(None) }
     }

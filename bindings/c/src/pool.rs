@@ -1,7 +1,7 @@
 //! `shmpool_pool`: create, open, close, inspect a pool; make producers and consumers.
 
 use super::config::shmpool_config;
-use super::{call, guard, hand_out, try_ref, try_str, write_out, Fail};
+use super::{call, guard, hand_out, timeout, try_ref, try_str, write_out, Fail};
 use super::{shmpool_consumer, shmpool_producer, shmpool_status};
 use shmpool::{Config, Pool};
 use std::ffi::{c_char, CString};
@@ -97,11 +97,25 @@ pub unsafe extern "C" fn shmpool_pool_create(
     })
 }
 
-/// Opens the existing pool `name` in `directory` (NULL: `$SHMPOOL_DIR`, else /dev/shm).
+/// Opens the existing pool `name` in `directory` (NULL: `$SHMPOOL_DIR`, else /dev/shm);
+/// `SHMPOOL_NOT_FOUND` if there is none.
 #[no_mangle]
 pub unsafe extern "C" fn shmpool_pool_open(
     name: *const c_char,
     directory: *const c_char,
+    out: *mut *mut shmpool_pool,
+) -> shmpool_status {
+    // SAFETY: forwarded module contract.
+    unsafe { shmpool_pool_open_timeout(name, directory, 0, out) }
+}
+
+/// Like `shmpool_pool_open`, waiting up to `timeout_ms` (`SHMPOOL_FOREVER`: no limit) for the pool
+/// to appear, so a consumer may start before its producer; `SHMPOOL_NOT_FOUND` after that.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_pool_open_timeout(
+    name: *const c_char,
+    directory: *const c_char,
+    timeout_ms: u32,
     out: *mut *mut shmpool_pool,
 ) -> shmpool_status {
     call(|| {
@@ -110,7 +124,7 @@ pub unsafe extern "C" fn shmpool_pool_open(
         if out.is_null() {
             return Err(Fail::null("out"));
         }
-        let pool = Pool::open_in(name, dir)?;
+        let pool = Pool::open_timeout(name, dir, timeout(timeout_ms))?;
         // SAFETY: `out` checked non-NULL above, writable per the module contract.
         unsafe { hand_out(out, shmpool_pool::new(pool)) }
     })
@@ -128,14 +142,15 @@ pub unsafe extern "C" fn shmpool_pool_free(pool: *mut shmpool_pool) {
     })
 }
 
-/// Closes the pool for everyone: producers get `SHMPOOL_CLOSED`, consumers drain what was
-/// published and then get `SHMPOOL_CLOSED`. The name is removed; mappings stay valid. The handle
-/// must still be freed.
+/// Shuts the pool down for everyone, from any handle: producers get `SHMPOOL_CLOSED`, consumers
+/// drain what was published and then get `SHMPOOL_CLOSED`. The name is removed; mappings stay
+/// valid. The handle must still be freed (freeing the creator's handle is closing it: that shuts
+/// the pool down unless it was persisted).
 #[no_mangle]
-pub unsafe extern "C" fn shmpool_pool_close(pool: *const shmpool_pool) -> shmpool_status {
+pub unsafe extern "C" fn shmpool_pool_shutdown(pool: *const shmpool_pool) -> shmpool_status {
     call(|| {
         // SAFETY: NULL or a live handle (module contract).
-        unsafe { try_ref(pool, "pool") }?.pool.close();
+        unsafe { try_ref(pool, "pool") }?.pool.shutdown();
         Ok(())
     })
 }

@@ -58,7 +58,7 @@ pub unsafe extern "C" fn shmpool_producer_set_spin_us(producer: *mut shmpool_pro
 }
 
 /// Takes a free slot, waiting up to `timeout_ms` (`SHMPOOL_FOREVER`: no limit); `*out` receives the
-/// buffer, to be passed to `shmpool_producer_publish` or `shmpool_producer_abort`.
+/// buffer, to be passed to `shmpool_producer_publish` or `shmpool_producer_discard`.
 #[no_mangle]
 pub unsafe extern "C" fn shmpool_producer_acquire(
     producer: *const shmpool_producer,
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn shmpool_producer_publish(
 
 /// Returns the buffer `*buf` to the pool unpublished and sets `*buf` to NULL.
 #[no_mangle]
-pub unsafe extern "C" fn shmpool_producer_abort(
+pub unsafe extern "C" fn shmpool_producer_discard(
     producer: *const shmpool_producer,
     buf: *mut *mut shmpool_write_buf,
 ) -> shmpool_status {

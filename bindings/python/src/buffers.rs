@@ -7,7 +7,7 @@
 //! refuse to act while any view lives, so no view can ever see a recycled slot.
 
 use crate::dlpack::{self, Hold};
-use crate::{error, invalid, numpy, to_py};
+use crate::{deprecated, error, invalid, numpy, resource_warning, to_py};
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -155,6 +155,17 @@ pub(crate) unsafe fn fill_view(
     }
 }
 
+/// User metadata from Python: bytes-like, or a `str` stored as UTF-8.
+fn meta_bytes(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(text) = value.extract::<&str>() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    value.extract::<Vec<u8>>().map_err(|_| {
+        let type_name = value.get_type().name().map_or_else(|_| "?".to_string(), |n| n.to_string());
+        pyo3::exceptions::PyTypeError::new_err(format!("user_meta must be bytes or str, not {type_name}"))
+    })
+}
+
 fn views_alive(what: &str, exports: usize, tensors: usize) -> PyErr {
     PyBufferError::new_err(format!(
         "cannot {what}: {} view(s) of the slot are alive ({exports} memoryview/ndarray, {tensors} DLPack); \
@@ -179,8 +190,8 @@ pub struct Buffer {
     timestamp: u64,
     dtype: DType,
     shape: Vec<u64>,
-    meta: Vec<u8>,
-    slot: usize,
+    user_meta: Vec<u8>,
+    slot_index: usize,
 }
 
 impl Buffer {
@@ -197,15 +208,15 @@ impl Buffer {
             timestamp: buf.timestamp(),
             dtype: buf.dtype(),
             shape: buf.shape().to_vec(),
-            meta: buf.user_meta().to_vec(),
-            slot: buf.slot_index(),
+            user_meta: buf.user_meta().to_vec(),
+            slot_index: buf.slot_index(),
             state: Mutex::new(ReadState { held: Some(buf), exports: 0 }),
         })
     }
 
     fn shape_or_corrupted(&self) -> PyResult<Vec<u64>> {
         effective_shape(self.dtype, &self.shape, self.nbytes)
-            .map_err(|m| to_py(shmpool::Error::Corrupted(format!("slot {}: {m}", self.slot))))
+            .map_err(|m| to_py(shmpool::Error::Corrupted(format!("slot {}: {m}", self.slot_index))))
     }
 }
 
@@ -255,8 +266,15 @@ impl Buffer {
 
     /// The user metadata bytes.
     #[getter]
-    fn meta<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.meta)
+    fn user_meta<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.user_meta)
+    }
+
+    /// Deprecated name of `user_meta`.
+    #[getter]
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        deprecated(py, "Buffer.meta", "Buffer.user_meta")?;
+        Ok(self.user_meta(py))
     }
 
     /// Published payload length in bytes.
@@ -279,8 +297,15 @@ impl Buffer {
 
     /// Index of the slot in the pool.
     #[getter]
-    fn slot(&self) -> usize {
-        self.slot
+    fn slot_index(&self) -> usize {
+        self.slot_index
+    }
+
+    /// Deprecated name of `slot_index`.
+    #[getter]
+    fn slot(&self, py: Python<'_>) -> PyResult<usize> {
+        deprecated(py, "Buffer.slot", "Buffer.slot_index")?;
+        Ok(self.slot_index)
     }
 
     /// Address of the payload in this process (for zero-copy checks).
@@ -326,13 +351,14 @@ impl Buffer {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let versioned = dlpack::check_request(stream, max_version, dl_device, copy)?;
+        let request = dlpack::check_request(stream, max_version, dl_device, copy)?;
         let shape = self.shape_or_corrupted()?;
         let hold: Hold = match &lock(&self.state).held {
             Some(held) => Box::new(held.clone()),
             None => return Err(PyBufferError::new_err("the buffer was released")),
         };
-        dlpack::export(py, self.ptr as *mut u8, self.dtype, &shape, true, versioned, hold)
+        // SAFETY: the payload's `nbytes` cover `shape` (checked) and `hold` keeps the slot.
+        unsafe { dlpack::export_as_requested(py, request, self.ptr as *mut u8, self.dtype, &shape, true, hold) }
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
@@ -343,18 +369,21 @@ impl Buffer {
         slf
     }
 
-    /// Releases the slot now unless views of it are alive; those then keep it until they go.
+    /// Releases the slot now. If views of it are still alive they keep it until they go, and a
+    /// `ResourceWarning` says so (the slot is not back in the pool when the `with` block ends).
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
-        let _ = self.release();
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        if let Err(e) = self.release() {
+            resource_warning(py, &e)?;
+        }
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "<shmpool.Buffer seq={} slot={} nbytes={} dtype={} shape={:?}{}>",
+            "<shmpool.Buffer seq={} slot_index={} nbytes={} dtype={} shape={:?}{}>",
             self.seq,
-            self.slot,
+            self.slot_index,
             self.nbytes,
             self.dtype,
             self.shape,
@@ -370,7 +399,7 @@ struct WriteState {
     length: Option<usize>,
     dtype: DType,
     shape: Vec<u64>,
-    meta: Vec<u8>,
+    user_meta: Vec<u8>,
     timestamp: Option<u64>,
 }
 
@@ -381,7 +410,7 @@ pub struct WriteBuffer {
     state: Mutex<WriteState>,
     ptr: usize,
     capacity: usize,
-    slot: usize,
+    slot_index: usize,
 }
 
 impl WriteBuffer {
@@ -389,7 +418,7 @@ impl WriteBuffer {
         Ok(WriteBuffer {
             ptr: buf.as_mut_ptr() as usize,
             capacity: buf.capacity(),
-            slot: buf.slot_index(),
+            slot_index: buf.slot_index(),
             state: Mutex::new(WriteState {
                 held: Some(Arc::new(Mutex::new(buf))),
                 exports: 0,
@@ -397,7 +426,7 @@ impl WriteBuffer {
                 length: None,
                 dtype: DType::Bytes,
                 shape: Vec::new(),
-                meta: Vec::new(),
+                user_meta: Vec::new(),
                 timestamp: None,
             }),
         })
@@ -508,19 +537,34 @@ impl WriteBuffer {
         Ok(())
     }
 
-    /// User metadata bytes sent with the buffer (at most the pool's `meta_bytes`).
+    /// User metadata sent with the buffer (at most the pool's `meta_bytes`): bytes-like, or a
+    /// `str` (stored as UTF-8). Reads back as `bytes`.
     #[getter]
-    fn get_meta<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &lock(&self.state).meta)
+    fn get_user_meta<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &lock(&self.state).user_meta)
     }
 
     #[setter]
-    fn set_meta(&self, value: Vec<u8>) -> PyResult<()> {
+    fn set_user_meta(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = meta_bytes(value)?;
         let mut st = lock(&self.state);
         let held = Self::held(&st)?;
         lock(&held).set_user_meta(&value).map_err(to_py)?;
-        st.meta = value;
+        st.user_meta = value;
         Ok(())
+    }
+
+    /// Deprecated name of `user_meta`.
+    #[getter]
+    fn get_meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        deprecated(py, "WriteBuffer.meta", "WriteBuffer.user_meta")?;
+        Ok(self.get_user_meta(py))
+    }
+
+    #[setter]
+    fn set_meta(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        deprecated(value.py(), "WriteBuffer.meta", "WriteBuffer.user_meta")?;
+        self.set_user_meta(value)
     }
 
     /// Timestamp sent with the buffer (`None`: CLOCK_MONOTONIC ns at publish).
@@ -552,14 +596,28 @@ impl WriteBuffer {
 
     /// Whether the buffer was published.
     #[getter]
-    fn published(&self) -> bool {
+    fn is_published(&self) -> bool {
         lock(&self.state).published
+    }
+
+    /// Deprecated name of `is_published` (`published` is a count on `Producer`).
+    #[getter]
+    fn published(&self, py: Python<'_>) -> PyResult<bool> {
+        deprecated(py, "WriteBuffer.published", "WriteBuffer.is_published")?;
+        Ok(self.is_published())
     }
 
     /// Index of the slot in the pool.
     #[getter]
-    fn slot(&self) -> usize {
-        self.slot
+    fn slot_index(&self) -> usize {
+        self.slot_index
+    }
+
+    /// Deprecated name of `slot_index`.
+    #[getter]
+    fn slot(&self, py: Python<'_>) -> PyResult<usize> {
+        deprecated(py, "WriteBuffer.slot", "WriteBuffer.slot_index")?;
+        Ok(self.slot_index)
     }
 
     /// Address of the slot in this process (for zero-copy checks).
@@ -601,13 +659,14 @@ impl WriteBuffer {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let versioned = dlpack::check_request(stream, max_version, dl_device, copy)?;
+        let request = dlpack::check_request(stream, max_version, dl_device, copy)?;
         let st = lock(&self.state);
         let hold: Hold = Box::new(Self::held(&st)?);
         let shape = effective_shape(st.dtype, &st.shape, self.capacity).map_err(|m| error("Error", m))?;
         let dtype = st.dtype;
         drop(st);
-        dlpack::export(py, self.ptr as *mut u8, dtype, &shape, false, versioned, hold)
+        // SAFETY: the slot's `capacity` covers `shape` (checked) and `hold` keeps the slot.
+        unsafe { dlpack::export_as_requested(py, request, self.ptr as *mut u8, dtype, &shape, false, hold) }
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
@@ -618,12 +677,14 @@ impl WriteBuffer {
         slf
     }
 
-    /// Discards an unpublished buffer unless views of it are alive (they then keep the slot
-    /// until they go).
+    /// Discards an unpublished buffer. If views of it are still alive they keep the slot until
+    /// they go, and a `ResourceWarning` says so.
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
-        let _ = self.discard();
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        if let Err(e) = self.discard() {
+            resource_warning(py, &e)?;
+        }
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
@@ -635,6 +696,6 @@ impl WriteBuffer {
         } else {
             ""
         };
-        format!("<shmpool.WriteBuffer slot={} capacity={}{status}>", self.slot, self.capacity)
+        format!("<shmpool.WriteBuffer slot_index={} capacity={}{status}>", self.slot_index, self.capacity)
     }
 }

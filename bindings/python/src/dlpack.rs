@@ -128,23 +128,55 @@ fn dl_dtype(dtype: DType) -> DLDataType {
     DLDataType { code, bits: (dtype.size() * 8) as u8, lanes: 1 }
 }
 
-/// Checks the keyword arguments of `__dlpack__`; returns whether to export the versioned form.
+/// What a `__dlpack__` call asks for.
+pub(crate) struct Request {
+    /// Export the versioned (DLPack 1.0) form.
+    pub versioned: bool,
+    /// `copy=True`: the exporter makes a copy (a writable tensor owning its bytes).
+    pub copy: bool,
+}
+
+/// Checks the keyword arguments of `__dlpack__`.
 pub(crate) fn check_request(
     stream: Option<&Bound<'_, PyAny>>,
     max_version: Option<(u32, u32)>,
     dl_device: Option<(i32, i32)>,
     copy: Option<bool>,
-) -> PyResult<bool> {
+) -> PyResult<Request> {
     if stream.is_some_and(|s| !s.is_none()) {
         return Err(PyBufferError::new_err("shmpool buffers live on the CPU: stream must be None"));
     }
     if dl_device.is_some_and(|d| d != (KDL_CPU, 0)) {
         return Err(PyBufferError::new_err("shmpool buffers live on the CPU (device (1, 0))"));
     }
-    if copy == Some(true) {
-        return Err(PyBufferError::new_err("shmpool exports views, not copies (copy=True)"));
+    Ok(Request { versioned: max_version.is_some_and(|(major, _)| major >= 1), copy: copy == Some(true) })
+}
+
+/// Exports `shape` elements of `dtype` at `data` as the request says: a view that owns `hold`, or
+/// (for `copy=True`) a writable copy that owns its bytes.
+///
+/// # Safety
+/// `data` points to at least `shape`'s bytes, which stay valid while `hold` lives.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn export_as_requested<'py>(
+    py: Python<'py>,
+    request: Request,
+    data: *mut u8,
+    dtype: DType,
+    shape: &[u64],
+    read_only: bool,
+    hold: Hold,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !request.copy {
+        return export(py, data, dtype, shape, read_only, request.versioned, hold);
     }
-    Ok(max_version.is_some_and(|(major, _)| major >= 1))
+    let nbytes = shape.iter().product::<u64>() as usize * dtype.size();
+    // SAFETY: `data` has `nbytes` readable bytes while `hold` lives (the caller's contract).
+    let mut copy: Box<[u8]> = unsafe { std::slice::from_raw_parts(data, nbytes) }.into();
+    drop(hold);
+    let ptr = copy.as_mut_ptr();
+    // The boxed slice's bytes do not move when the box does.
+    export(py, ptr, dtype, shape, false, request.versioned, Box::new(copy))
 }
 
 /// Makes a DLPack capsule over `data` (`shape` in elements of `dtype`, C order) that owns `hold`.

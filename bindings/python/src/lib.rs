@@ -73,6 +73,20 @@ pub(crate) fn invalid(message: impl Into<String>) -> PyErr {
     error("InvalidArgument", message.into())
 }
 
+/// Warns that `old` is deprecated in favour of `new` (kept for one release).
+pub(crate) fn deprecated(py: Python<'_>, old: &str, new: &str) -> PyResult<()> {
+    let category = py.get_type::<pyo3::exceptions::PyDeprecationWarning>();
+    let message = format!("{old} is deprecated and will be removed in the next release: use {new}");
+    PyErr::warn(py, &category, &std::ffi::CString::new(message).unwrap_or_default(), 1)
+}
+
+/// Turns an error that a context manager's exit cannot raise into a `ResourceWarning`.
+pub(crate) fn resource_warning(py: Python<'_>, err: &PyErr) -> PyResult<()> {
+    let category = py.get_type::<pyo3::exceptions::PyResourceWarning>();
+    let message = format!("{} (at the end of the with block)", err.value(py));
+    PyErr::warn(py, &category, &std::ffi::CString::new(message).unwrap_or_default(), 1)
+}
+
 /// The `numpy` module, imported on first use (NumPy is optional until `array()` is called).
 pub(crate) fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();

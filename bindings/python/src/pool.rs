@@ -76,20 +76,65 @@ fn parse_enum<T: std::str::FromStr<Err = Error>>(value: &str) -> PyResult<T> {
 #[pyclass(frozen, module = "shmpool._shmpool")]
 pub struct Pool {
     inner: Mutex<Option<shmpool::Pool>>,
+    /// The last snapshot, taken when this handle closed: counters stay readable after `close()`.
+    final_stats: Mutex<Option<shmpool::Stats>>,
     creator: bool,
 }
 
 impl Pool {
+    fn new(pool: shmpool::Pool, creator: bool) -> Pool {
+        Pool { inner: Mutex::new(Some(pool)), final_stats: Mutex::new(None), creator }
+    }
+
     fn get(&self) -> PyResult<shmpool::Pool> {
         lock(&self.inner).clone().ok_or_else(|| to_py(Error::Closed))
     }
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: &shmpool::Stats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("slots", s.slots)?;
+    d.set_item("free", s.free)?;
+    d.set_item("writing", s.writing)?;
+    d.set_item("ready", s.ready)?;
+    d.set_item("reading", s.reading)?;
+    d.set_item("producers", s.producers)?;
+    d.set_item("consumers", s.consumers)?;
+    d.set_item("published", s.published)?;
+    d.set_item("dropped", s.dropped)?;
+    d.set_item("closed", s.closed)?;
+    let peers = PyList::empty(py);
+    for p in &s.peers {
+        let peer = PyDict::new(py);
+        peer.set_item("role", p.role.name())?;
+        peer.set_item("place", p.place)?;
+        peer.set_item("pid", p.pid)?;
+        peer.set_item("alive", p.alive)?;
+        peer.set_item("count", p.count)?;
+        peer.set_item("dropped", p.dropped)?;
+        peers.append(peer)?;
+    }
+    d.set_item("peers", peers)?;
+    Ok(d)
+}
+
+fn pool_entry<'py>(py: Python<'py>, e: &shmpool::PoolEntry) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("name", &e.name)?;
+    d.set_item("path", &e.path)?;
+    d.set_item("size", e.size)?;
+    d.set_item("in_use", e.in_use)?;
+    Ok(d)
 }
 
 #[pymethods]
 impl Pool {
     /// Creates a pool (replacing a stale one of that name that no live process has open).
     #[staticmethod]
-    #[pyo3(signature = (name, slots=8, slot_size=1<<20, mode="broadcast", overflow="block", meta_bytes=256, directory=None, permissions=0o600))]
+    #[pyo3(
+        signature = (name, slots=8, slot_size=1<<20, mode="broadcast", overflow="block", meta_bytes=256, directory=None, permissions=0o600),
+        text_signature = "(name, slots=8, slot_size=1048576, mode='broadcast', overflow='block', meta_bytes=256, directory=None, permissions=0o600)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -111,67 +156,92 @@ impl Pool {
             config = config.directory(dir);
         }
         let pool = py.detach(|| shmpool::Pool::create(name, &config)).map_err(to_py)?;
-        Ok(Pool { inner: Mutex::new(Some(pool)), creator: true })
+        Ok(Pool::new(pool, true))
     }
 
-    /// Opens an existing pool (`directory=None`: `$SHMPOOL_DIR`, else `/dev/shm`).
+    /// Opens an existing pool (`directory=None`: `$SHMPOOL_DIR`, else `/dev/shm`), waiting up to
+    /// `timeout` seconds for it to appear (`0`: not at all, `None`: forever), so a consumer may
+    /// start before its producer. Raises `PoolNotFound` when the time is up.
+    #[staticmethod]
+    #[pyo3(signature = (name, directory=None, timeout=0.0))]
+    fn open(py: Python<'_>, name: &str, directory: Option<PathBuf>, timeout: Option<f64>) -> PyResult<Pool> {
+        let deadline = parse_timeout(timeout)?.map(|t| Instant::now() + t);
+        loop {
+            // Slices of at most SLICE without the GIL, running signal handlers between them.
+            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            match py.detach(|| shmpool::Pool::open_timeout(name, directory.as_deref(), Some(slice))) {
+                Ok(pool) => return Ok(Pool::new(pool, false)),
+                Err(Error::NotFound { .. }) if deadline.is_none_or(|d| Instant::now() < d) => py.check_signals()?,
+                Err(e) => return Err(to_py(e)),
+            }
+        }
+    }
+
+    /// The pools in `directory` (`None`: `$SHMPOOL_DIR`, else `/dev/shm`), as dicts: name, path,
+    /// size, in_use (whether some process has it open).
+    #[staticmethod]
+    #[pyo3(signature = (directory=None))]
+    fn list<'py>(py: Python<'py>, directory: Option<PathBuf>) -> PyResult<Bound<'py, PyList>> {
+        let entries = py.detach(|| shmpool::Pool::list(directory.as_deref())).map_err(to_py)?;
+        let list = PyList::empty(py);
+        for e in &entries {
+            list.append(pool_entry(py, e)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Removes the pool files in `directory` that no live process has open; returns their names.
+    #[staticmethod]
+    #[pyo3(signature = (directory=None))]
+    fn gc(py: Python<'_>, directory: Option<PathBuf>) -> PyResult<Vec<String>> {
+        py.detach(|| shmpool::Pool::gc(directory.as_deref())).map_err(to_py)
+    }
+
+    /// Shuts the pool `name` down for its users and removes its name, live peers or not.
     #[staticmethod]
     #[pyo3(signature = (name, directory=None))]
-    fn open(py: Python<'_>, name: &str, directory: Option<PathBuf>) -> PyResult<Pool> {
-        let pool = py.detach(|| shmpool::Pool::open_in(name, directory.as_deref())).map_err(to_py)?;
-        Ok(Pool { inner: Mutex::new(Some(pool)), creator: false })
+    fn remove(py: Python<'_>, name: &str, directory: Option<PathBuf>) -> PyResult<()> {
+        py.detach(|| shmpool::Pool::remove(name, directory.as_deref())).map_err(to_py)
     }
 
     /// A new producer of this pool.
     fn producer(&self) -> PyResult<Producer> {
         let producer = self.get()?.producer().map_err(to_py)?;
-        Ok(Producer { inner: Mutex::new(Some(Arc::new(producer))) })
+        Ok(Producer { inner: Mutex::new(Some(Arc::new(producer))), final_published: Default::default() })
     }
 
     /// A new consumer of this pool (broadcast: receives what is published from now on).
     fn consumer(&self) -> PyResult<Consumer> {
         let consumer = self.get()?.consumer().map_err(to_py)?;
-        Ok(Consumer { inner: Mutex::new(Some(consumer)) })
+        Ok(Consumer { inner: Mutex::new(Some(consumer)), final_counts: Mutex::new((0, 0)) })
     }
 
-    /// A snapshot of the pool's state as a dict.
+    /// A snapshot of the pool's state as a dict (after `close()`: the last one, taken then).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.get()?.stats();
-        let d = PyDict::new(py);
-        d.set_item("slots", s.slots)?;
-        d.set_item("free", s.free)?;
-        d.set_item("writing", s.writing)?;
-        d.set_item("ready", s.ready)?;
-        d.set_item("reading", s.reading)?;
-        d.set_item("producers", s.producers)?;
-        d.set_item("consumers", s.consumers)?;
-        d.set_item("published", s.published)?;
-        d.set_item("dropped", s.dropped)?;
-        d.set_item("closed", s.closed)?;
-        let peers = PyList::empty(py);
-        for p in &s.peers {
-            let peer = PyDict::new(py);
-            peer.set_item("role", p.role.name())?;
-            peer.set_item("place", p.place)?;
-            peer.set_item("pid", p.pid)?;
-            peer.set_item("alive", p.alive)?;
-            peer.set_item("count", p.count)?;
-            peer.set_item("dropped", p.dropped)?;
-            peers.append(peer)?;
+        let live = lock(&self.inner).as_ref().map(shmpool::Pool::stats);
+        match live.or_else(|| lock(&self.final_stats).clone()) {
+            Some(s) => stats_dict(py, &s),
+            None => Err(to_py(Error::Closed)),
         }
-        d.set_item("peers", peers)?;
-        Ok(d)
     }
 
-    /// The creating handle closes the pool for everyone (producers get `Closed`, consumers drain
-    /// what was published, then get `Closed`) and removes its name. An opened handle only lets go
-    /// of this handle. Producers, consumers and buffers keep their mapping either way.
+    /// Lets go of this handle, as in every language. Closing the creating handle shuts the pool
+    /// down (unless `persist()` was called), as its going away would; an opened handle only lets
+    /// go of itself. Producers, consumers and buffers keep their mapping either way.
     fn close(&self) {
         if let Some(pool) = lock(&self.inner).take() {
             if self.creator {
-                pool.close();
+                pool.shutdown();
             }
+            *lock(&self.final_stats) = Some(pool.stats());
         }
+    }
+
+    /// Shuts the pool down for everyone, from any handle: producers get `Closed`, consumers drain
+    /// what was published, then get `Closed`; the name is removed.
+    fn shutdown(&self) -> PyResult<()> {
+        self.get()?.shutdown();
+        Ok(())
     }
 
     /// Keeps the pool and its name after the creating handle goes away (no close at exit).
@@ -220,6 +290,12 @@ impl Pool {
         Ok(self.get()?.overflow().name())
     }
 
+    /// The liveness lease in seconds: how often blocked calls re-check that their peers live.
+    #[getter]
+    fn lease(&self) -> PyResult<f64> {
+        Ok(self.get()?.lease().as_secs_f64())
+    }
+
     /// Whether the pool was closed (by its creator) or this handle was closed.
     #[getter]
     fn closed(&self) -> bool {
@@ -261,6 +337,8 @@ impl Pool {
 #[pyclass(frozen, module = "shmpool._shmpool")]
 pub struct Producer {
     inner: Mutex<Option<Arc<shmpool::Producer>>>,
+    /// `published` when this handle closed: counters stay readable after `close()`.
+    final_published: std::sync::atomic::AtomicU64,
 }
 
 impl Producer {
@@ -279,15 +357,20 @@ impl Producer {
         WriteBuffer::new(py, buf)
     }
 
-    /// Buffers this producer published.
+    /// Buffers this producer published (still readable after `close()`).
     #[getter]
-    fn published(&self) -> PyResult<u64> {
-        Ok(self.get()?.published())
+    fn published(&self) -> u64 {
+        match lock(&self.inner).as_ref() {
+            Some(p) => p.published(),
+            None => self.final_published.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Leaves the pool (buffers still being written keep their slots until they go away).
     fn close(&self) {
-        lock(&self.inner).take();
+        if let Some(p) = lock(&self.inner).take() {
+            self.final_published.store(p.published(), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -305,6 +388,8 @@ impl Producer {
 #[pyclass(frozen, module = "shmpool._shmpool")]
 pub struct Consumer {
     inner: Mutex<Option<shmpool::Consumer>>,
+    /// `(received, dropped)` when this handle closed: counters stay readable after `close()`.
+    final_counts: Mutex<(u64, u64)>,
 }
 
 impl Consumer {
@@ -316,8 +401,11 @@ impl Consumer {
         Buffer::new(buf).map_err(Failure::Py)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut shmpool::Consumer) -> T) -> PyResult<T> {
-        lock(&self.inner).as_mut().map(f).ok_or_else(|| to_py(Error::Closed))
+    fn counts(&self) -> (u64, u64) {
+        match lock(&self.inner).as_ref() {
+            Some(c) => (c.received(), c.dropped()),
+            None => *lock(&self.final_counts),
+        }
     }
 }
 
@@ -342,23 +430,24 @@ impl Consumer {
         }
     }
 
-    /// Buffers this consumer received.
+    /// Buffers this consumer received (still readable after `close()`).
     #[getter]
-    fn received(&self) -> PyResult<u64> {
-        self.with(|c| c.received())
+    fn received(&self) -> u64 {
+        self.counts().0
     }
 
-    /// Buffers this consumer missed (drop-oldest pools).
+    /// Buffers this consumer missed (drop-oldest pools; still readable after `close()`).
     #[getter]
-    fn dropped(&self) -> PyResult<u64> {
-        self.with(|c| c.dropped())
+    fn dropped(&self) -> u64 {
+        self.counts().1
     }
 
     /// Leaves the pool (buffers still held keep their slots until they go away).
     fn close(&self, py: Python<'_>) {
         // A recv in another thread holds the lock for up to one slice: wait without the GIL.
-        let consumer = py.detach(|| lock(&self.inner).take());
-        drop(consumer);
+        if let Some(c) = py.detach(|| lock(&self.inner).take()) {
+            *lock(&self.final_counts) = (c.received(), c.dropped());
+        }
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {

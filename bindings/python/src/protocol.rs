@@ -18,6 +18,64 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The options both ends of a connection agreed on (the minimum of each side's).
+#[pyclass(frozen, get_all, module = "shmpool._shmpool")]
+pub struct ConnectionOptions {
+    /// Wire protocol version.
+    version: u32,
+    /// Bytes of all buffers of one message.
+    max_message: u64,
+    /// Buffers per message.
+    max_buffers: u32,
+    /// Bytes of a message header.
+    max_header: u32,
+    /// Buffers smaller than this stay on the socket even on `shm`.
+    inline_threshold: u64,
+    /// Slots per direction of the `shm` pools.
+    slots: u32,
+    /// Bytes per slot of the `shm` pools.
+    slot_size: u64,
+    /// Heartbeat interval on an idle connection, in seconds.
+    heartbeat: f64,
+    /// The peer is dead after this many intervals without a byte from it.
+    missed_heartbeats: u32,
+}
+
+impl From<Options> for ConnectionOptions {
+    fn from(o: Options) -> Self {
+        ConnectionOptions {
+            version: o.version,
+            max_message: o.max_message,
+            max_buffers: o.max_buffers,
+            max_header: o.max_header,
+            inline_threshold: o.inline_threshold,
+            slots: o.slots,
+            slot_size: o.slot_size,
+            heartbeat: o.heartbeat_ms as f64 / 1000.0,
+            missed_heartbeats: o.missed_heartbeats,
+        }
+    }
+}
+
+#[pymethods]
+impl ConnectionOptions {
+    fn __repr__(&self) -> String {
+        format!(
+            "ConnectionOptions(version={}, max_message={}, max_buffers={}, max_header={}, inline_threshold={}, \
+             slots={}, slot_size={}, heartbeat={}, missed_heartbeats={})",
+            self.version,
+            self.max_message,
+            self.max_buffers,
+            self.max_header,
+            self.inline_threshold,
+            self.slots,
+            self.slot_size,
+            self.heartbeat,
+            self.missed_heartbeats
+        )
+    }
+}
+
 impl PyErrorClass for Error {
     fn class(&self) -> Option<&'static str> {
         Some(match self {
@@ -165,11 +223,10 @@ impl Connection {
         self.inner.is_alive()
     }
 
-    /// Negotiated limits and sizes.
+    /// The negotiated options (limits, sizes, heartbeats).
     #[getter]
-    fn options(&self) -> (u64, u32, u32, u64, u64) {
-        let o = self.inner.options();
-        (o.max_message, o.max_buffers, o.max_header, o.inline_threshold, o.slot_size)
+    fn options(&self) -> ConnectionOptions {
+        ConnectionOptions::from(*self.inner.options())
     }
 
     /// Sends `header` (bytes-like) and `buffers` (C-contiguous bytes-like objects). On `shm`,
@@ -354,6 +411,7 @@ pub fn worker_command(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Listener>()?;
     m.add_class::<Connection>()?;
+    m.add_class::<ConnectionOptions>()?;
     m.add_class::<LentBuffer>()?;
     m.add_class::<SlotBuffer>()?;
     m.add_function(wrap_pyfunction!(connect_env, m)?)?;

@@ -25,7 +25,7 @@ def produce(name: str, count: str) -> None:
         for i in range(int(count)):
             wb = producer.acquire(timeout=20)
             wb.array(np.float32, (3, 5, 7))[...] = pattern(i, (3, 5, 7))
-            wb.meta = b"py:%d" % i
+            wb.user_meta = b"py:%d" % i
             wb.publish()
         print("done", flush=True)
 
@@ -38,7 +38,7 @@ def consume(name: str, count: str) -> None:
             buf = consumer.recv(timeout=20)
             arr = buf.array()
             ok = arr.dtype == np.float32 and np.array_equal(arr, pattern(i, arr.shape))
-            print(buf.seq, "ok" if ok and not arr.flags.writeable else "bad", buf.meta.decode(), flush=True)
+            print(buf.seq, "ok" if ok and not arr.flags.writeable else "bad", buf.user_meta.decode(), flush=True)
             del arr
             buf.release()
 
@@ -60,6 +60,15 @@ def blocked(name: str, op: str) -> None:
             print("interrupted", time.monotonic_ns(), flush=True)
 
 
+def consume_first(name: str) -> None:
+    """Started before NAME exists: waits for it with Pool.open(timeout=...), then prints the
+    first buffer's bytes."""
+    print("waiting", flush=True)
+    with shmpool.Pool.open(name, timeout=20) as pool, pool.consumer() as consumer:
+        print("opened", flush=True)
+        print(bytes(consumer.recv(timeout=20)).decode(), flush=True)
+
+
 def consume_into_queue(name: str, directory: str, count: int, queue) -> None:
     """multiprocessing (spawn) target: receives COUNT int32 arrays and puts them as lists."""
     with shmpool.Pool.open(name, directory=directory) as pool, pool.consumer() as consumer:
@@ -70,5 +79,5 @@ def consume_into_queue(name: str, directory: str, count: int, queue) -> None:
 
 
 if __name__ == "__main__":
-    roles = {"produce": produce, "consume": consume, "blocked": blocked}
+    roles = {"produce": produce, "consume": consume, "blocked": blocked, "consume_first": consume_first}
     roles[sys.argv[1]](*sys.argv[2:])

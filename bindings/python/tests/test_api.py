@@ -19,11 +19,11 @@ def test_create_open_roundtrip_bytes(make_pool, pool_dir):
     consumer = other.consumer()
     wb = pool.producer().acquire(timeout=5)
     memoryview(wb)[:5] = b"hello"
-    wb.meta = b"caps"
+    wb.user_meta = b"caps"
     wb.timestamp = 1234
     assert wb.publish(5) == 0
     buf = consumer.recv(timeout=5)
-    assert (bytes(buf), buf.meta, buf.timestamp, buf.seq, buf.nbytes) == (b"hello", b"caps", 1234, 0, 5)
+    assert (bytes(buf), buf.user_meta, buf.timestamp, buf.seq, buf.nbytes) == (b"hello", b"caps", 1234, 0, 5)
     assert (buf.dtype, buf.shape) == ("bytes", ())
     other.close()  # an opened handle only lets go of itself
     assert not pool.closed
@@ -79,14 +79,14 @@ def test_close_for_everyone_drains_then_stops(make_pool, pool_dir):
     consumer, producer = pool.consumer(), pool.producer()
     for i in range(2):
         wb = producer.acquire(timeout=5)
-        wb.meta = b"%d" % i
+        wb.user_meta = b"%d" % i
         wb.publish()
     pool.close()
     assert pool.closed
     assert list(pool_dir.iterdir()) == []  # the creator's close removes the name
     with pytest.raises(shmpool.Closed):
         producer.acquire(timeout=1)
-    assert [b.meta for b in consumer] == [b"0", b"1"]  # iteration drains, then ends
+    assert [b.user_meta for b in consumer] == [b"0", b"1"]  # iteration drains, then ends
     with pytest.raises(shmpool.Closed):
         consumer.recv(timeout=1)
     with pytest.raises(shmpool.Closed):
@@ -145,9 +145,9 @@ def test_meta_too_long_is_rejected(make_pool):
     pool = make_pool(meta_bytes=8)
     wb = pool.producer().acquire(timeout=5)
     with pytest.raises(shmpool.InvalidArgument, match="metadata"):
-        wb.meta = b"x" * 9
-    wb.meta = b"x" * 8
-    assert wb.meta == b"x" * 8
+        wb.user_meta = b"x" * 9
+    wb.user_meta = b"x" * 8
+    assert wb.user_meta == b"x" * 8
     with pytest.raises(shmpool.InvalidArgument, match="exceeds"):
         wb.publish(wb.capacity + 1)
     wb.discard()
@@ -167,11 +167,11 @@ def test_blocking_calls_release_the_gil(make_pool):
     consumer, producer = pool.consumer(), pool.producer()
     got = []
     # If recv() kept the GIL, this thread could not publish and recv() would time out.
-    receiver = threading.Thread(target=lambda: got.append(consumer.recv(timeout=10).meta))
+    receiver = threading.Thread(target=lambda: got.append(consumer.recv(timeout=10).user_meta))
     receiver.start()
     time.sleep(0.05)  # let it block in recv(); were the GIL held there, this sleep would last 10 s
     wb = producer.acquire(timeout=5)
-    wb.meta = b"from the main thread"
+    wb.user_meta = b"from the main thread"
     wb.publish()
     receiver.join(timeout=15)
     assert got == [b"from the main thread"]
@@ -205,7 +205,7 @@ def test_drop_oldest_never_waits(make_pool):
     consumer, producer = pool.consumer(), pool.producer()
     for i in range(5):
         wb = producer.acquire(timeout=0)  # never blocks: reclaims the oldest unread buffer
-        wb.meta = b"%d" % i
+        wb.user_meta = b"%d" % i
         wb.publish()
-    got = [consumer.recv(timeout=1).meta for _ in range(2)]
+    got = [consumer.recv(timeout=1).user_meta for _ in range(2)]
     assert got == [b"3", b"4"] and consumer.dropped == 3

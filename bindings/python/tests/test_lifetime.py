@@ -140,7 +140,7 @@ def test_publish_refuses_while_producer_views_live(make_pool):
         wb.discard()
     del tensor
     assert wb.publish() == 0
-    assert wb.published
+    assert wb.is_published
     with pytest.raises(BufferError, match="published"):
         wb.array(np.uint8, (4,))
     with pytest.raises(BufferError, match="published"):

@@ -141,7 +141,7 @@ def test_writes_through_the_producer_view_are_seen_in_place(make_pool):
         wb.publish()
         got = consumer.recv(timeout=5)
         assert got.array()[3, 4] == -1.5 and got.array()[0, 0] == round_
-        assert got.slot == 0  # the one slot, reused in place each round
+        assert got.slot_index == 0  # the one slot, reused in place each round
         got.release()
 
 

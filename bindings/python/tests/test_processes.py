@@ -28,7 +28,7 @@ def test_python_producer_process_to_python_consumer(make_pool, spawn):
     for i in range(COUNT):
         buf = consumer.recv(timeout=20)
         arr = buf.array()
-        assert (buf.seq, buf.meta, arr.shape) == (i, b"py:%d" % i, (3, 5, 7))
+        assert (buf.seq, buf.user_meta, arr.shape) == (i, b"py:%d" % i, (3, 5, 7))
         np.testing.assert_array_equal(arr, pattern(i, (3, 5, 7)))
         del arr
         buf.release()
@@ -45,7 +45,7 @@ def test_python_producer_to_python_consumer_process(make_pool, spawn):
     for i in range(COUNT):
         wb = producer.acquire(timeout=20)
         wb.array(np.float32, (6, 5))[...] = pattern(i, (6, 5))
-        wb.meta = b"py:%d" % i
+        wb.user_meta = b"py:%d" % i
         wb.publish()
     for i in range(COUNT):
         assert child.readline() == f"{i} ok py:{i}"
@@ -84,7 +84,7 @@ def test_rust_producer_to_python_consumer(make_pool, pool_dir, rust_peer, spawn)
     child = spawn(argv=[rust_peer, "produce", "r2p", str(pool_dir), str(COUNT)])
     for i in range(COUNT):
         buf = consumer.recv(timeout=20)
-        assert (buf.seq, buf.dtype, buf.shape, buf.meta) == (i, "f32", (4, 16), b"rust:%d" % i)
+        assert (buf.seq, buf.dtype, buf.shape, buf.user_meta) == (i, "f32", (4, 16), b"rust:%d" % i)
         arr = buf.array()
         assert not arr.flags.writeable
         np.testing.assert_array_equal(arr, (np.arange(64) + i * 1000).astype(np.float32).reshape(4, 16))
@@ -105,7 +105,7 @@ def test_python_producer_to_rust_consumer(make_pool, pool_dir, rust_peer, spawn)
         arr[...] = np.arange(30).reshape(2, 3, 5) * (i + 1)
         sent.append(int(arr.view(np.uint8).sum()))
         del arr
-        wb.meta = b"py:%d" % i
+        wb.user_meta = b"py:%d" % i
         wb.publish()
     for i in range(COUNT):
         assert child.readline() == f"{i} u16 2x3x5 60 {sent[i]} py:{i}"

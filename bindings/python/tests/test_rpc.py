@@ -39,6 +39,9 @@ def test_negotiated_transport_and_pid(worker):
     assert worker.protocol in ("tcp", "unix", "shm")
     assert worker.call("rpc_targets:pid") == worker.process.pid
     assert worker.pickle_protocol == 5
+    options = worker._conn.options  # a named structure, not a tuple
+    assert options.max_message > 0 and options.heartbeat > 0 and options.slots > 0
+    assert f"slot_size={options.slot_size}" in repr(options)
 
 
 def test_echo_numpy_arrays(worker):

@@ -155,7 +155,7 @@ fn run_transport(t: &Transport, dir: &Path, seconds: f64) -> CliResult<Outcome> 
     let results = follow(&mut peers, t, &ids, pool.as_ref(), seconds)?;
     peers.wait_all(Instant::now() + PEER_TIMEOUT)?;
     if let Some(pool) = &pool {
-        pool.close();
+        pool.shutdown();
     }
     let received = &results[..t.consumers];
     Ok(Outcome {
@@ -196,7 +196,7 @@ fn follow(
             Some(Report::Closed(id)) => {
                 if id == producer {
                     if let Some(pool) = pool {
-                        pool.close();
+                        pool.shutdown();
                     }
                 }
                 if results[id].is_none() {

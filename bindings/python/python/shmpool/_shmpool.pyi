@@ -1,15 +1,38 @@
 """Type stubs of the compiled module ``shmpool._shmpool`` (re-exported by ``shmpool``)."""
 
+import builtins
 import os
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Literal, Optional, Sequence, Tuple, Union, final
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer as _BufferProto
 else:
     _BufferProto = object
+
+__all__ = [
+    "__version__",
+    "CORE_VERSION",
+    "MAX_DIMS",
+    "MAX_SLOTS",
+    "MAX_META_BYTES",
+    "DTYPES",
+    "monotonic_ns",
+    "Pool",
+    "Producer",
+    "Consumer",
+    "Buffer",
+    "WriteBuffer",
+    "Listener",
+    "Connection",
+    "ConnectionOptions",
+    "LentBuffer",
+    "SlotBuffer",
+    "connect_env",
+    "worker_command",
+]
 
 __version__: str
 CORE_VERSION: str
@@ -28,6 +51,7 @@ _Shape = Union[int, Sequence[int]]
 def monotonic_ns() -> int:
     """CLOCK_MONOTONIC in nanoseconds: the clock of default timestamps."""
 
+@final
 class Pool:
     @staticmethod
     def create(
@@ -43,17 +67,30 @@ class Pool:
         """Creates a pool; a stale one of that name (no live process has it open) is replaced.
         Raises PoolExists if a live one exists."""
     @staticmethod
-    def open(name: str, directory: Optional[_Path] = None) -> Pool:
-        """Opens a pool (directory None: $SHMPOOL_DIR, else /dev/shm). Raises PoolNotFound."""
+    def open(name: str, directory: Optional[_Path] = None, timeout: Optional[float] = 0.0) -> Pool:
+        """Opens a pool (directory None: $SHMPOOL_DIR, else /dev/shm), waiting up to timeout
+        seconds for it to appear (0: not at all, None: forever). Raises PoolNotFound."""
+    @staticmethod
+    def list(directory: Optional[_Path] = None) -> builtins.list[dict[str, Any]]:
+        """The pools of the directory: dicts with name, path, size, in_use."""
+    @staticmethod
+    def gc(directory: Optional[_Path] = None) -> builtins.list[str]:
+        """Removes the pool files no live process has open; returns their names."""
+    @staticmethod
+    def remove(name: str, directory: Optional[_Path] = None) -> None:
+        """Shuts the pool down for its users and removes its name, live peers or not."""
     def producer(self) -> Producer: ...
     def consumer(self) -> Consumer:
         """In broadcast mode the consumer receives what is published from now on."""
     def stats(self) -> dict[str, Any]:
         """slots, free, writing, ready, reading, producers, consumers, published, dropped,
-        closed, and peers (a list of dicts: role, place, pid, alive, count, dropped)."""
+        closed, and peers (a list of dicts: role, place, pid, alive, count, dropped). After
+        close(): the snapshot taken then."""
     def close(self) -> None:
-        """The creating handle closes the pool for everyone and removes its name; an opened
-        handle only lets go of itself. Live buffers keep their mapping either way."""
+        """Lets go of this handle. Closing the creating handle shuts the pool down (unless
+        persisted); an opened handle only lets go of itself. Live buffers keep their mapping."""
+    def shutdown(self) -> None:
+        """Shuts the pool down for everyone, from any handle; removes its name."""
     def persist(self) -> None:
         """Keeps the pool after the creating handle goes away."""
     def reap(self) -> int:
@@ -73,6 +110,8 @@ class Pool:
     @property
     def overflow(self) -> _Overflow: ...
     @property
+    def lease(self) -> float: ...
+    @property
     def closed(self) -> bool: ...
     def _mapping_range(self) -> Tuple[int, int]:
         """(address, length) of this process's mapping of the pool."""
@@ -84,6 +123,7 @@ class Pool:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class Producer:
     def acquire(self, timeout: Optional[float] = None) -> WriteBuffer:
         """Takes a free slot, waiting up to timeout seconds (None: forever). Raises
@@ -94,6 +134,7 @@ class Producer:
     def __enter__(self) -> Producer: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class Consumer:
     def recv(self, timeout: Optional[float] = None) -> Buffer:
         """Receives the next buffer, waiting up to timeout seconds (None: forever). Raises
@@ -108,6 +149,7 @@ class Consumer:
     def __enter__(self) -> Consumer: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class Buffer(_BufferProto):
     """A received buffer (read-only). Buffer protocol: 1-D read-only bytes of the payload."""
 
@@ -123,7 +165,10 @@ class Buffer(_BufferProto):
     @property
     def timestamp(self) -> int: ...
     @property
-    def meta(self) -> bytes: ...
+    def user_meta(self) -> bytes: ...
+    @property
+    def meta(self) -> bytes:
+        """Deprecated: user_meta."""
     @property
     def nbytes(self) -> int: ...
     @property
@@ -131,7 +176,10 @@ class Buffer(_BufferProto):
     @property
     def shape(self) -> Tuple[int, ...]: ...
     @property
-    def slot(self) -> int: ...
+    def slot_index(self) -> int: ...
+    @property
+    def slot(self) -> int:
+        """Deprecated: slot_index."""
     @property
     def address(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
@@ -148,6 +196,7 @@ class Buffer(_BufferProto):
     def __enter__(self) -> Buffer: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class WriteBuffer(_BufferProto):
     """A slot being filled (writable). Buffer protocol: 1-D writable bytes of the whole slot."""
 
@@ -158,16 +207,33 @@ class WriteBuffer(_BufferProto):
         """Publishes; returns the sequence number (None: broadcast pool without consumers).
         BufferError (buffer kept) while views of it are alive."""
     def discard(self) -> None: ...
-    meta: bytes
-    timestamp: Optional[int]
+    @property
+    def user_meta(self) -> bytes: ...
+    @user_meta.setter
+    def user_meta(self, value: Union[bytes, bytearray, str]) -> None: ...
+    @property
+    def meta(self) -> bytes:
+        """Deprecated: user_meta."""
+    @meta.setter
+    def meta(self, value: Union[bytes, bytearray, str]) -> None: ...
+    @property
+    def timestamp(self) -> Optional[int]: ...
+    @timestamp.setter
+    def timestamp(self, value: int) -> None: ...
     @property
     def capacity(self) -> int: ...
     @property
     def nbytes(self) -> int: ...
     @property
-    def published(self) -> bool: ...
+    def is_published(self) -> bool: ...
     @property
-    def slot(self) -> int: ...
+    def published(self) -> bool:
+        """Deprecated: is_published."""
+    @property
+    def slot_index(self) -> int: ...
+    @property
+    def slot(self) -> int:
+        """Deprecated: slot_index."""
     @property
     def address(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
@@ -186,11 +252,12 @@ class WriteBuffer(_BufferProto):
 
 # The host/worker protocol (used by shmpool.rpc).
 
+@final
 class Listener:
     """A host's listening socket with a fresh secret."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         protocols: Optional[str] = None,
         directory: Optional[_Path] = None,
         *,
@@ -200,7 +267,7 @@ class Listener:
         slot_size: Optional[int] = None,
         max_message: Optional[int] = None,
         timeout: Optional[float] = None,
-    ) -> None: ...
+    ) -> Listener: ...
     def worker_env(self) -> list[Tuple[str, str]]: ...
     @property
     def address(self) -> str: ...
@@ -210,6 +277,7 @@ class Listener:
     def protocols(self) -> list[str]: ...
     def accept(self, timeout: float, check: Optional[Any] = None, fallback_only: bool = False) -> Connection: ...
 
+@final
 class Connection:
     """One end of an authenticated message connection."""
 
@@ -218,12 +286,36 @@ class Connection:
     @property
     def alive(self) -> bool: ...
     @property
-    def options(self) -> Tuple[int, int, int, int, int]: ...
+    def options(self) -> ConnectionOptions: ...
     def alloc(self, nbytes: int) -> Optional[SlotBuffer]: ...
     def send(self, header: Any, buffers: Optional[list[Any]] = None) -> None: ...
     def recv(self, timeout: Optional[float] = None) -> Tuple[bytes, list[Any]]: ...
     def close(self) -> None: ...
 
+@final
+class ConnectionOptions:
+    """The options both ends of a connection agreed on."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def max_message(self) -> int: ...
+    @property
+    def max_buffers(self) -> int: ...
+    @property
+    def max_header(self) -> int: ...
+    @property
+    def inline_threshold(self) -> int: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def slot_size(self) -> int: ...
+    @property
+    def heartbeat(self) -> float: ...
+    @property
+    def missed_heartbeats(self) -> int: ...
+
+@final
 class LentBuffer(_BufferProto):
     """Bytes of this side's pool that the peer sent back without a copy (read-only)."""
 
@@ -233,6 +325,7 @@ class LentBuffer(_BufferProto):
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
+@final
 class SlotBuffer(_BufferProto):
     """A writable slot of this side's pool, lent to the peer (no copy) whenever it is sent."""
 
