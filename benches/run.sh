@@ -35,7 +35,7 @@ PY=.venv/bin/python
 "$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check matplotlib
 
 step "build"
-cargo build --release --locked --quiet --features iceoryx2-bench --bin shmpool
+cargo build --release --locked --quiet -p shmpool-cli --features iceoryx2-bench --bin shmpool
 make -s build/c/gst_to_pool build/c/pool_to_gst build/c/shmsink_bench >/dev/null
 (cd bindings/python && VIRTUAL_ENV="$PWD/../../.venv" PATH="$PWD/../../.venv/bin:$PATH" \
   maturin develop --release --locked --quiet)
@@ -53,8 +53,7 @@ build_done=$(date +%s)
 step "1/4 criterion micro-benchmarks (benches/exchange.rs)"
 rm -rf target/criterion
 if [ $QUICK = 1 ]; then export SHMPOOL_BENCH_QUICK=1; fi
-# Same features as the build above: cargo bench rebuilds target/release/shmpool too.
-cargo bench --locked --quiet --features iceoryx2-bench --bench exchange -- --noplot 2>&1 | grep -E "time:" | sed 's/^/  /' || true
+cargo bench --locked --quiet -p shmpool --bench exchange -- --noplot 2>&1 | grep -E "time:" | sed 's/^/  /' || true
 unset SHMPOOL_BENCH_QUICK
 
 step "2/4 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"

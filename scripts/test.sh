@@ -20,6 +20,8 @@ if echo "$core_deps" | grep -Ex 'clap|serde|serde_json|hmac|sha2|iceoryx2|pyo3|s
   echo "the core crate pulls in a dependency of another layer" >&2
   exit 1
 fi
+echo "== Rust: the core crate packages for crates.io (metadata, no unversioned path dependency)"
+cargo package --locked -p shmpool --quiet
 
 echo "== Rust: tests (every crate of the workspace but the Python module, which pytest runs)"
 cargo test --locked
