@@ -25,14 +25,15 @@ fn inspect_lists_both_elements_and_their_properties() {
     }
 }
 
+/// What one source received: `(pts, checksum)` per frame, and the caps it negotiated.
+struct Received {
+    sums: Vec<(String, String)>,
+    caps: Vec<String>,
+}
+
 /// Runs `upstream ! shmpoolsink` and one `shmpoolsrc ! checksumsink` per source; returns the
 /// sink's log and each source's checksums and caps.
-fn run(
-    env: &mut Env,
-    upstream: &str,
-    sink_props: &str,
-    sources: usize,
-) -> (String, Vec<(Vec<(String, String)>, Vec<String>)>) {
+fn run(env: &mut Env, upstream: &str, sink_props: &str, sources: usize) -> (String, Vec<Received>) {
     let d = env.d();
     let srcs: Vec<_> = (0..sources)
         .map(|_| env.launch("-v", &format!("shmpoolsrc pool=p directory={d} timeout=20000000000 ! checksumsink")))
@@ -47,7 +48,7 @@ fn run(
         .map(|p| {
             let log = env.finish(p, LIMIT);
             assert!(log.contains("Got EOS from element"), "the source did not end with EOS:\n{log}");
-            (checksums(&log), caps_of(&log, "checksumsink0"))
+            Received { sums: checksums(&log), caps: caps_of(&log, "checksumsink0") }
         })
         .collect();
     assert!(env.leftovers().is_empty(), "pool files left: {:?}", env.leftovers());
@@ -61,10 +62,9 @@ fn every_frame_arrives_with_its_caps_timestamps_and_content_without_a_copy() {
     let (want, want_caps) = reference(&mut env, &source);
     assert_eq!(want.len(), 300);
     let (sink_log, got) = run(&mut env, &source, "", 1);
-    let (sums, caps) = &got[0];
-    assert_eq!(caps, &want_caps, "caps differ");
-    assert_same(sums, &want, "frames, PTS or content");
-    assert_increasing(sums);
+    assert_eq!(got[0].caps, want_caps, "caps differ");
+    assert_same(&got[0].sums, &want, "frames, PTS or content");
+    assert_increasing(&got[0].sums);
     assert_eq!((stat(&sink_log, "frames"), stat(&sink_log, "copies")), (300, 0));
 }
 
@@ -74,7 +74,7 @@ fn an_upstream_that_ignores_the_proposed_pool_is_copied_once_per_frame() {
     let source = "videotestsrc num-buffers=40 pattern=ball ! video/x-raw,format=RGB,width=640,height=480";
     let (want, _) = reference(&mut env, source);
     let (sink_log, got) = run(&mut env, &format!("{source} ! identity drop-allocation=true"), "", 1);
-    assert_same(&got[0].0, &want, "copied frames");
+    assert_same(&got[0].sums, &want, "copied frames");
     assert_eq!((stat(&sink_log, "frames"), stat(&sink_log, "copies")), (40, 40));
 }
 
@@ -84,8 +84,8 @@ fn two_sources_in_broadcast_each_get_every_frame() {
     let source = "videotestsrc num-buffers=60 pattern=smpte ! video/x-raw,format=RGB,width=640,height=480";
     let (want, _) = reference(&mut env, source);
     let (sink_log, got) = run(&mut env, source, "mode=broadcast", 2);
-    for (sums, _) in &got {
-        assert_same(sums, &want, "a broadcast source");
+    for r in &got {
+        assert_same(&r.sums, &want, "a broadcast source");
     }
     assert_eq!(stat(&sink_log, "copies"), 0);
 }
@@ -96,7 +96,7 @@ fn two_sources_on_a_work_queue_split_the_frames() {
     let source = "videotestsrc num-buffers=120 pattern=ball ! video/x-raw,format=RGB,width=640,height=480";
     let (want, _) = reference(&mut env, source);
     let (_, got) = run(&mut env, source, "mode=workqueue slots=4", 2);
-    let (a, b) = (&got[0].0, &got[1].0);
+    let (a, b) = (&got[0].sums, &got[1].sums);
     assert!(!a.is_empty() && !b.is_empty(), "one source got nothing: {} and {}", a.len(), b.len());
     let mut all: Vec<_> = a.iter().chain(b).cloned().collect();
     all.sort();
