@@ -26,8 +26,9 @@ pub fn plugin_dir() -> &'static Path {
         assert!(status.success(), "cargo build -p gst-plugin-shmpool failed");
         let so = profile_dir.join("libgstshmpool.so");
         assert!(so.exists(), "{} not built", so.display());
-        // A directory with only the plugin, so GStreamer does not scan every library of target/.
-        let dir = std::env::temp_dir().join(format!("gstshmpool-plugin-{}", std::process::id()));
+        // A directory with only the plugin (so GStreamer does not scan every library of target/)
+        // and its registry cache, kept in the build tree.
+        let dir = profile_dir.join("gst-plugin-path");
         std::fs::create_dir_all(&dir).unwrap();
         let link = dir.join("libgstshmpool.so");
         let _ = std::fs::remove_file(&link);
