@@ -30,7 +30,7 @@ GST_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0
 
 C_BINS := $(BUILD)/test_api $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
 CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
-GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst $(BUILD)/shmsink_bench
+GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst $(BUILD)/shmsink_bench $(BUILD)/elements
 
 .PHONY: all lib gst-plugin header check-header c cxx gst install uninstall clean-c
 all: c cxx gst
