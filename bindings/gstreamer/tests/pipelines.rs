@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(60);
+const LIMIT: Duration = Duration::from_secs(90);
 const HD: &str = "video/x-raw,format=RGB,width=1920,height=1080";
 
 #[test]
