@@ -3,7 +3,7 @@
 #
 #   make                      # build libshmpool.{so,a} (release) and the C/C++ examples and tests
 #   make header               # regenerate include/shmpool.h with the pinned cbindgen
-#   make install PREFIX=/opt/shmpool [DESTDIR=...]
+#   make install PREFIX=/opt/shmpool [DESTDIR=...]   # also the GStreamer plugin, into $(LIBDIR)/gstreamer-1.0
 #   make uninstall PREFIX=...
 # Tests: scripts/test-c.sh (uses this file).
 
@@ -11,6 +11,8 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# GStreamer looks for plugins here (for PREFIX=/usr: the system plugin directory).
+GSTPLUGINDIR ?= $(LIBDIR)/gstreamer-1.0
 BUILD ?= build/c
 CARGO ?= cargo
 CBINDGEN ?= $(HOME)/.cargo/bin/cbindgen
@@ -30,9 +32,9 @@ GST_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0
 
 C_BINS := $(BUILD)/test_api $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
 CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
-GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst $(BUILD)/shmsink_bench
+GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst $(BUILD)/shmsink_bench $(BUILD)/elements
 
-.PHONY: all lib header check-header c cxx gst install uninstall clean-c
+.PHONY: all lib gst-plugin header check-header c cxx gst install uninstall clean-c
 all: c cxx gst
 c: $(C_BINS)
 cxx: $(CXX_BINS)
@@ -40,6 +42,10 @@ gst: $(GST_BINS)
 
 lib:
 	$(CARGO) build --release -p shmpool-c
+
+# libgstshmpool.so: the shmpoolsink and shmpoolsrc elements (bindings/gstreamer).
+gst-plugin:
+	$(CARGO) build --release -p gst-plugin-shmpool
 
 # cargo decides whether anything changed; the archive is what the examples link.
 $(LIB_A): FORCE
@@ -70,9 +76,12 @@ $(BUILD)/%_cpp: examples/cpp/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A
 $(BUILD)/%: examples/gstreamer/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $$(pkg-config --cflags $(GST_PKGS)) $< -o $@ $(LIB_A) $$(pkg-config --libs $(GST_PKGS)) $(STATIC_LIBS)
 
-# libshmpool.so.X.Y.Z, its SONAME link libshmpool.so.X and the development link libshmpool.so.
-install: lib
-	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR)
+# libshmpool.so.X.Y.Z, its SONAME link libshmpool.so.X and the development link libshmpool.so;
+# the GStreamer plugin into the prefix's GStreamer plugin directory.
+install: lib gst-plugin
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR) \
+	  $(DESTDIR)$(GSTPLUGINDIR)
+	install -m 755 target/release/libgstshmpool.so $(DESTDIR)$(GSTPLUGINDIR)/
 	install -m 644 include/shmpool.h include/shmpool.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 target/release/libshmpool.so $(DESTDIR)$(LIBDIR)/libshmpool.so.$(VERSION)
 	ln -sf libshmpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmpool.so.$(SOVERSION)
@@ -99,7 +108,8 @@ uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/shmpool.h $(DESTDIR)$(INCLUDEDIR)/shmpool.hpp \
 	  $(DESTDIR)$(LIBDIR)/libshmpool.so $(DESTDIR)$(LIBDIR)/libshmpool.so.$(SOVERSION) \
 	  $(DESTDIR)$(LIBDIR)/libshmpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmpool.a $(DESTDIR)$(PKGCONFIGDIR)/shmpool.pc \
-	  $(DESTDIR)$(CMAKEDIR)/shmpoolConfig.cmake $(DESTDIR)$(CMAKEDIR)/shmpoolConfigVersion.cmake
+	  $(DESTDIR)$(CMAKEDIR)/shmpoolConfig.cmake $(DESTDIR)$(CMAKEDIR)/shmpoolConfigVersion.cmake \
+	  $(DESTDIR)$(GSTPLUGINDIR)/libgstshmpool.so
 
 clean-c:
 	rm -rf $(BUILD)
