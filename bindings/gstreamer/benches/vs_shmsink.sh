@@ -13,7 +13,11 @@ FRAMES=${1:-600}
 WORK=$(mktemp -d /tmp/gstshmpool-bench.XXXXXX)
 cleanup() {
     for pid in $(jobs -p); do
-        pkill -KILL -P "$pid" 2>/dev/null || true
+        for child in $(pgrep -P "$pid"); do
+            kill -KILL "$child" 2>/dev/null || true
+            # A killed shmsink leaves its segment, named shmpipe.<pid %5d>.<n %5d>.
+            rm -f "/dev/shm/shmpipe.$(printf '%5d' "$child")."*
+        done
         kill -KILL "$pid" 2>/dev/null || true
     done
     rm -rf "$WORK"

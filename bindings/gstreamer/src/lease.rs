@@ -43,6 +43,7 @@ impl Leases {
     }
 
     /// How many slots are lent out now.
+    #[cfg(test)]
     pub fn outstanding(&self) -> usize {
         self.by_addr.lock().unwrap_or_else(PoisonError::into_inner).len()
     }

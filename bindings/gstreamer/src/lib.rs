@@ -34,5 +34,6 @@ gst::plugin_define!(
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    "https://github.com/shmpool/shmpool"
+    // GStreamer refuses a plugin without an origin; this is the project's name until it has a URL.
+    "shmpool"
 );

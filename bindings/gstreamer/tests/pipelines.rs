@@ -104,3 +104,27 @@ fn two_sources_on_a_work_queue_split_the_frames() {
     assert_increasing(a);
     assert_increasing(b);
 }
+
+#[test]
+fn do_timestamp_replaces_the_sink_side_timestamps_with_the_running_time() {
+    let mut env = Env::new("retimestamp");
+    let d = env.d();
+    // The sink side's PTS start at 1000 s; the source's own running time is far below that.
+    let upstream =
+        "videotestsrc num-buffers=20 timestamp-offset=1000000000000 ! video/x-raw,format=GRAY8,width=64,height=48";
+    let keep = env.launch("", &format!("shmpoolsrc pool=p directory={d} timeout=20000000000 ! checksumsink"));
+    let retime = env.launch(
+        "",
+        &format!("shmpoolsrc pool=p directory={d} timeout=20000000000 do-timestamp=true is-live=true ! checksumsink"),
+    );
+    let sink = env.launch("", &format!("{upstream} ! shmpoolsink pool=p directory={d} wait-for-consumers=2"));
+    env.finish(sink, LIMIT);
+    let kept = checksums(&env.finish(keep, LIMIT));
+    let retimed = checksums(&env.finish(retime, LIMIT));
+    assert_eq!((kept.len(), retimed.len()), (20, 20));
+    assert!(kept.iter().all(|(pts, _)| pts.starts_with("0:16:")), "restored PTS: {kept:?}");
+    assert!(retimed.iter().all(|(pts, _)| pts.starts_with("0:00:")), "running-time PTS: {retimed:?}");
+    assert_increasing(&retimed);
+    let sums = |v: &[(String, String)]| v.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>();
+    assert_eq!(sums(&kept), sums(&retimed), "same content either way");
+}

@@ -24,10 +24,11 @@ LIMIT = 60.0
 
 
 def plugin_dir() -> Path:
-    for profile in ("release", "debug"):
-        if (REPO / "target" / profile / "libgstshmpool.so").exists():
-            return REPO / "target" / profile
-    pytest.skip("libgstshmpool.so not built (cargo build -p gst-plugin-shmpool)")
+    """The directory of the most recently built libgstshmpool.so (release or debug)."""
+    built = [REPO / "target" / p for p in ("release", "debug") if (REPO / "target" / p / "libgstshmpool.so").exists()]
+    if not built:
+        pytest.skip("libgstshmpool.so not built (cargo build -p gst-plugin-shmpool)")
+    return max(built, key=lambda d: (d / "libgstshmpool.so").stat().st_mtime)
 
 
 @pytest.fixture
