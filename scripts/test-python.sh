@@ -49,9 +49,11 @@ echo "-- type stubs match the module (mypy.stubtest)"
 # (--ignore-disjoint-bases: PEP 800's @disjoint_base marker is not in the typing module of 3.11.)
 python -m mypy.stubtest shmpool._shmpool --ignore-disjoint-bases --allowlist bindings/python/stubtest-allowlist.txt
 
-echo "-- building the Rust peer (examples/py_peer.rs)"
+echo "-- building the Rust peer (examples/py_peer.rs) and the GStreamer plugin"
 cargo build --locked --quiet --example py_peer
+cargo build --locked --quiet -p gst-plugin-shmpool
 export SHMPOOL_PY_PEER="$PWD/target/debug/examples/py_peer"
+export SHMPOOL_GST_PLUGIN_DIR="$PWD/target/debug"
 
 echo "-- pytest bindings/python/tests"
 python -m pytest -q -p no:cacheprovider bindings/python/tests
