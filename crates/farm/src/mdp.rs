@@ -315,6 +315,10 @@ pub fn parse_error<F: AsRef<[u8]>>(body: &[F]) -> Option<(String, String)> {
     }
 }
 
+/// The limits the fuzz target and its corpus test decode with (small, so that `Oversized` is reachable).
+#[doc(hidden)]
+pub const FUZZ_LIMITS: Limits = Limits { max_frames: 64, max_bytes: 1 << 16 };
+
 /// Splits fuzzer input into frames: each a little-endian `u16` length and that many bytes (the
 /// last one possibly shorter). Used by the fuzz target and the corpus test.
 #[doc(hidden)]
