@@ -33,6 +33,7 @@ mod pool;
 mod producer;
 pub mod protocol;
 mod signaler;
+mod slot_region;
 mod sync;
 
 pub use config::{Config, Mode, Overflow, DEFAULT_DIR, DIR_ENV};

@@ -10,7 +10,9 @@
 //! # Ok::<(), shmpool_farm::Error>(())
 //! ```
 
+use crate::colocation::{self, Verifier};
 use crate::mdp::{self, Command, Inbound, Limits};
+use crate::shm::{self, Inbox, DESC_MAGIC};
 use crate::transport::{Context, Frame, Socket};
 use crate::Result;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -39,6 +41,12 @@ pub struct BrokerConfig {
     pub requeue_limit: usize,
     /// How many workers may be given one request (the first plus re-queues).
     pub max_attempts: u32,
+    /// Directory of the co-location challenges and of the pools the broker may have to read
+    /// (`None`: `$SHMPOOL_DIR`, else `/dev/shm`): peers proven to see it exchange descriptors.
+    pub shm_dir: Option<std::path::PathBuf>,
+    /// Give a request holding descriptors to an idle co-located worker if there is one, even if
+    /// another idle worker waited longer.
+    pub prefer_colocated: bool,
 }
 
 impl Default for BrokerConfig {
@@ -53,6 +61,8 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             requeue_limit: 64 << 10,
             max_attempts: 2,
+            shm_dir: None,
+            prefer_colocated: true,
         }
     }
 }
@@ -64,6 +74,8 @@ struct Request {
     bytes: usize,
     deadline: Instant,
     attempts: u32,
+    /// The body holds descriptors.
+    shared: bool,
 }
 
 /// What the broker keeps of a request a worker serves.
@@ -72,6 +84,7 @@ struct InFlight {
     /// The body, if small enough to re-queue (see [`BrokerConfig::requeue_limit`]).
     copy: Option<Vec<Vec<u8>>>,
     attempts: u32,
+    shared: bool,
 }
 
 struct WorkerState {
@@ -97,6 +110,8 @@ struct Counters {
     refused: u64,
     requeued: u64,
     expired_workers: u64,
+    descriptors_forwarded: u64,
+    descriptors_inlined: u64,
     malformed: BTreeMap<&'static str, u64>,
 }
 
@@ -161,11 +176,17 @@ struct State {
     queued_bytes: usize,
     counters: Counters,
     logged: HashSet<&'static str>,
+    verifier: Verifier,
+    /// The pools of co-located senders, read only to inline their parts for other peers.
+    inbox: Inbox,
 }
 
 impl State {
     fn new(config: BrokerConfig) -> State {
+        let dir = shm::resolve_dir(config.shm_dir.clone());
         State {
+            verifier: Verifier::new(dir.clone()),
+            inbox: Inbox::new(dir),
             config,
             services: HashMap::new(),
             workers: HashMap::new(),
@@ -184,13 +205,7 @@ impl State {
         let inbound = match mdp::decode_broker(&frames, &self.config.limits) {
             Ok(inbound) => inbound,
             Err(e) => {
-                *self.counters.malformed.entry(e.kind.name()).or_default() += 1;
-                if self.logged.insert(e.kind.name()) {
-                    eprintln!(
-                        "shmpool broker: dropped a malformed message ({}); further ones are only counted",
-                        e.kind.name()
-                    );
-                }
+                self.count_bad(e.kind.name());
                 if let Some(worker) = e.worker {
                     let worker = worker.to_vec();
                     socket.send(mdp::to_worker(&worker, Command::Disconnect))?;
@@ -204,7 +219,10 @@ impl State {
                 let (client, service) = (sender.to_vec(), service.to_vec());
                 let body: Vec<Frame> = frames.drain(body).collect();
                 self.counters.requests += 1;
-                if service.starts_with(mdp::MMI_PREFIX) {
+                if service == colocation::SERVICE {
+                    let answer = self.verifier.answer(&client, &body);
+                    socket.send(mdp::client_reply(&client, &service, answer))?;
+                } else if service.starts_with(mdp::MMI_PREFIX) {
                     let answer = self.mmi(&service, &body);
                     socket.send(mdp::client_reply(&client, &service, answer))?;
                 } else {
@@ -238,12 +256,18 @@ impl State {
                 };
                 worker.expiry = expiry;
                 // A reply for another client than the one served (or when idle) is dropped.
-                if worker.in_flight.take().is_some_and(|f| f.client == client) {
+                let expected = worker.in_flight.take().is_some_and(|f| f.client == client);
+                let service = worker.service.clone();
+                if expected {
                     worker.served += 1;
                     self.counters.replies += 1;
-                    socket.send(mdp::client_reply(&client, &worker.service, body))?;
+                    if shm::has_descriptors(&body) && !self.verifier.is_proven(&id) {
+                        self.count_bad("foreign-descriptor");
+                    } else {
+                        let body = self.convey(body, &client).unwrap_or_else(|reason| mdp::error_body("502", &reason));
+                        socket.send(mdp::client_reply(&client, &service, body))?;
+                    }
                 }
-                let service = worker.service.clone();
                 if let Some(s) = self.services.get_mut(&service) {
                     if !s.idle.contains(&id) {
                         s.idle.push_back(id);
@@ -266,8 +290,40 @@ impl State {
         Ok(())
     }
 
+    /// Counts (and logs the first of each kind) a message dropped as malformed.
+    fn count_bad(&mut self, kind: &'static str) {
+        *self.counters.malformed.entry(kind).or_default() += 1;
+        if self.logged.insert(kind) {
+            eprintln!("shmpool broker: dropped a malformed message ({kind}); further ones are only counted");
+        }
+    }
+
+    /// Makes `body` fit for peer `to`: descriptors go as they are to a co-located peer (no copy of
+    /// the payload) and are replaced by the bytes they name for any other (the one copy of a hop
+    /// off this host).
+    fn convey(&mut self, body: Vec<Frame>, to: &[u8]) -> std::result::Result<Vec<Frame>, String> {
+        let descriptors = body.iter().filter(|f| f.starts_with(DESC_MAGIC)).count() as u64;
+        if descriptors == 0 {
+            return Ok(body);
+        }
+        if self.verifier.is_proven(to) {
+            self.counters.descriptors_forwarded += descriptors;
+            return Ok(body);
+        }
+        self.counters.descriptors_inlined += descriptors;
+        body.into_iter().map(|f| if f.starts_with(DESC_MAGIC) { self.inbox.inline(&f) } else { Ok(f) }).collect()
+    }
+
     /// Queues a request (bounded) and dispatches its service.
     fn enqueue(&mut self, client: Vec<u8>, service: Vec<u8>, body: Vec<Frame>, socket: &Socket) -> Result<()> {
+        let shared = shm::has_descriptors(&body);
+        if shared && !self.verifier.is_proven(&client) {
+            self.count_bad("foreign-descriptor");
+            let reason = "descriptors from a peer that did not prove it shares this host";
+            return socket
+                .send(mdp::client_reply(&client, &service, mdp::error_body("403", reason)))
+                .map_err(Into::into);
+        }
         let bytes = body.iter().map(|f| f.len()).sum::<usize>();
         if self.queued >= self.config.max_queued
             || self.queued_bytes.saturating_add(bytes) > self.config.max_queued_bytes
@@ -282,23 +338,42 @@ impl State {
         let deadline = Instant::now() + self.config.queue_deadline;
         self.queued += 1;
         self.queued_bytes += bytes;
-        let request = Request { client, body, bytes, deadline, attempts: 0 };
+        let request = Request { client, body, bytes, deadline, attempts: 0, shared };
         self.services.entry(service.clone()).or_default().queue.push_back(request);
         self.dispatch(&service, socket)
     }
 
     /// Gives queued requests of `service` to its idle workers, least recently used first.
     fn dispatch(&mut self, service: &[u8], socket: &Socket) -> Result<()> {
-        let Some(s) = self.services.get_mut(service) else { return Ok(()) };
-        while !s.idle.is_empty() && !s.queue.is_empty() {
-            let (Some(id), Some(request)) = (s.idle.pop_front(), s.queue.pop_front()) else { break };
+        loop {
+            let Some(s) = self.services.get_mut(service) else { return Ok(()) };
+            let Some(shared) = s.queue.front().map(|r| r.shared) else { break };
+            let verifier = &self.verifier;
+            let pick = match shared && self.config.prefer_colocated {
+                true => s.idle.iter().position(|w| verifier.is_proven(w)).unwrap_or(0),
+                false => 0,
+            };
+            let Some(id) = s.idle.remove(pick) else { break };
+            let Some(request) = s.queue.pop_front() else { break };
             self.queued -= 1;
             self.queued_bytes -= request.bytes;
-            let Some(worker) = self.workers.get_mut(&id) else { continue };
             let copy =
                 (request.bytes <= self.config.requeue_limit).then(|| request.body.iter().map(|f| f.to_vec()).collect());
-            worker.in_flight = Some(InFlight { client: request.client.clone(), copy, attempts: request.attempts + 1 });
-            socket.send(mdp::worker_request(&id, &request.client, request.body))?;
+            let body = match self.convey(request.body, &id) {
+                Ok(body) => body,
+                Err(reason) => {
+                    // The sender's pool is unreadable here: the worker stays idle, the client is told.
+                    if let Some(s) = self.services.get_mut(service) {
+                        s.idle.push_front(id);
+                    }
+                    socket.send(mdp::client_reply(&request.client, service, mdp::error_body("502", &reason)))?;
+                    continue;
+                }
+            };
+            let Some(worker) = self.workers.get_mut(&id) else { continue };
+            let attempts = request.attempts + 1;
+            worker.in_flight = Some(InFlight { client: request.client.clone(), copy, attempts, shared });
+            socket.send(mdp::worker_request(&id, &request.client, body))?;
         }
         self.forget_if_unused(service);
         Ok(())
@@ -313,16 +388,17 @@ impl State {
     /// Removes a worker; re-queues (at the front) the request it was serving if it may be.
     fn remove_worker(&mut self, id: &[u8], socket: &Socket) -> Result<()> {
         let Some(worker) = self.workers.remove(id) else { return Ok(()) };
+        self.verifier.forget(id);
         let service = worker.service;
         if let Some(s) = self.services.get_mut(&service) {
             s.workers -= 1;
             s.idle.retain(|w| w != id);
-            if let Some(InFlight { client, copy: Some(body), attempts }) = worker.in_flight {
+            if let Some(InFlight { client, copy: Some(body), attempts, shared }) = worker.in_flight {
                 if attempts < self.config.max_attempts {
                     let bytes = body.iter().map(Vec::len).sum();
                     let deadline = Instant::now() + self.config.queue_deadline;
                     let body = body.into_iter().map(Frame::from).collect();
-                    s.queue.push_front(Request { client, body, bytes, deadline, attempts });
+                    s.queue.push_front(Request { client, body, bytes, deadline, attempts, shared });
                     self.queued += 1;
                     self.queued_bytes += bytes;
                     self.counters.requeued += 1;
@@ -334,6 +410,7 @@ impl State {
 
     /// Every heartbeat interval: drop dead workers, heartbeat the others, refuse expired requests.
     fn tick(&mut self, socket: &Socket) -> Result<()> {
+        self.verifier.expire();
         let now = Instant::now();
         let dead: Vec<Vec<u8>> =
             self.workers.iter().filter(|(_, w)| w.expiry <= now).map(|(id, _)| id.clone()).collect();
@@ -396,9 +473,11 @@ impl State {
             "workers": self.workers.len(),
             "queued": self.queued,
             "queued_bytes": self.queued_bytes,
+            "colocated_peers": self.verifier.proven_count(),
             "counters": {
                 "requests": c.requests, "replies": c.replies, "refused": c.refused,
                 "requeued": c.requeued, "expired_workers": c.expired_workers, "malformed": c.malformed,
+                "descriptors_forwarded": c.descriptors_forwarded, "descriptors_inlined": c.descriptors_inlined,
             },
         })
     }

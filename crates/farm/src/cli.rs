@@ -3,8 +3,13 @@
 //! ```no_run
 //! use clap::Parser;
 //! use shmpool_farm::cli::BrokerArgs;
-//! let args = BrokerArgs::parse_from(["broker", "--bind", "tcp://127.0.0.1:5555"]);
-//! shmpool_farm::cli::broker(&args)?;
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     broker: BrokerArgs,
+//! }
+//! let cli = Cli::parse_from(["shmpool-broker", "--bind", "tcp://127.0.0.1:5555"]);
+//! shmpool_farm::cli::broker(&cli.broker)?;
 //! # Ok::<(), shmpool_farm::Error>(())
 //! ```
 
@@ -38,6 +43,9 @@ pub struct BrokerArgs {
     /// Most bytes of requests waiting for workers.
     #[arg(long, default_value_t = 1 << 30)]
     pub max_queued_bytes: usize,
+    /// Directory of co-location challenges and pools (default: $SHMPOOL_DIR, else /dev/shm).
+    #[arg(long, value_name = "DIR")]
+    pub shm_dir: Option<std::path::PathBuf>,
 }
 
 /// The stop flag SIGINT and SIGTERM set.
@@ -72,6 +80,7 @@ pub fn broker(args: &BrokerArgs) -> crate::Result<()> {
         queue_deadline: Duration::from_millis(args.queue_deadline_ms),
         max_queued: args.max_queued,
         max_queued_bytes: args.max_queued_bytes,
+        shm_dir: args.shm_dir.clone(),
         ..BrokerConfig::default()
     };
     let stop = stop_on_signals();

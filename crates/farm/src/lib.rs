@@ -26,9 +26,11 @@
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod colocation;
 pub mod error;
 pub mod mdp;
 pub mod part;
+pub mod shm;
 pub mod transport;
 pub mod worker;
 
@@ -36,4 +38,5 @@ pub use broker::{Broker, BrokerConfig};
 pub use client::{Client, ClientConfig};
 pub use error::{Error, Result};
 pub use part::{Array, Part, Payload};
+pub use shm::ShmConfig;
 pub use worker::{Request, Worker, WorkerConfig};

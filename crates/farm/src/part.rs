@@ -20,10 +20,35 @@ use std::ops::Deref;
 /// First bytes of an array frame (0xff never starts UTF-8 text).
 pub const ARRAY_MAGIC: &[u8] = b"\xffSPA1";
 
-/// The bytes of a part: owned, or a range of a received frame (no copy).
+/// The bytes of a part: owned, a range of a received frame (no copy), or a slot of a co-located
+/// sender's pool read in place (see [`crate::shm`]; valid while the sender keeps the slot, i.e.
+/// until the request is answered: [`crate::Request`] ties it to its own lifetime).
 pub enum Payload {
     Owned(Vec<u8>),
     Received { frame: Frame, start: usize },
+    Shared { pool: shmpool::Pool, slot: u32, offset: u64, len: u64 },
+}
+
+impl Payload {
+    /// Whether the bytes lie inside a shared-memory pool mapping (read in place, not copied).
+    pub fn is_shared(&self) -> bool {
+        match self {
+            Payload::Shared { pool, .. } => {
+                let (base, size) = pool.mapping();
+                let here = self.as_ptr() as usize;
+                here >= base as usize && here + self.len() <= base as usize + size
+            }
+            _ => false,
+        }
+    }
+
+    /// An owned copy if the bytes are in a peer's pool (which the peer reuses after the exchange).
+    pub fn detach(self) -> Payload {
+        match self {
+            Payload::Shared { .. } => Payload::Owned(self.to_vec()),
+            other => other,
+        }
+    }
 }
 
 impl Deref for Payload {
@@ -33,6 +58,8 @@ impl Deref for Payload {
             Payload::Owned(v) => v,
             // `start` was checked against the frame's length when the payload was made.
             Payload::Received { frame, start } => frame.get(*start..).unwrap_or_default(),
+            // Checked against the pool's geometry when the payload was made.
+            Payload::Shared { pool, slot, offset, len } => pool.slot_region(*slot, *offset, *len).unwrap_or_default(),
         }
     }
 }
@@ -82,6 +109,14 @@ impl Part {
         match self {
             Part::Bytes(p) => p,
             Part::Array(a) => &a.data,
+        }
+    }
+
+    /// The same part, with bytes in a peer's pool copied (see [`Payload::detach`]).
+    pub fn detach(self) -> Part {
+        match self {
+            Part::Bytes(p) => Part::Bytes(p.detach()),
+            Part::Array(a) => Part::Array(Array { data: a.data.detach(), ..a }),
         }
     }
 

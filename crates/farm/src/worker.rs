@@ -15,8 +15,10 @@
 //! # Ok::<(), shmpool_farm::Error>(())
 //! ```
 
+use crate::colocation::{self, Proof};
 use crate::mdp::{self, Command, Limits, ToWorker};
 use crate::part::Part;
+use crate::shm::{Inbox, ShmConfig, DESC_MAGIC};
 use crate::transport::{poll, Context, Frame, Socket};
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +40,8 @@ pub struct WorkerConfig {
     pub reconnect_max: Duration,
     /// Size limits of a received message; bigger ones are dropped.
     pub limits: Limits,
+    /// Shared memory with co-located clients (only descriptors are received; replies go inline).
+    pub shm: ShmConfig,
 }
 
 impl Default for WorkerConfig {
@@ -48,6 +52,7 @@ impl Default for WorkerConfig {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(32),
             limits: Limits::default(),
+            shm: ShmConfig::default(),
         }
     }
 }
@@ -56,8 +61,9 @@ impl Default for WorkerConfig {
 const REPLY: &[u8] = b"R";
 const STOP: &[u8] = b"S";
 
-/// A request delivered by the connection thread: the client's address and the body.
-type Delivery = (Vec<u8>, Vec<Frame>);
+/// A request delivered by the connection thread: the client's address, the body, and whether
+/// this session proved co-location (only then are descriptor frames descriptors).
+type Delivery = (Vec<u8>, Vec<Frame>, bool);
 
 /// A worker serving one service. Iterate over it (or call [`Worker::recv`]) for requests.
 pub struct Worker {
@@ -65,6 +71,7 @@ pub struct Worker {
     control: Arc<Mutex<Socket>>,
     thread: Option<JoinHandle<Result<()>>>,
     reconnects: Arc<AtomicU64>,
+    inbox: Mutex<Inbox>,
 }
 
 /// One request; answer it with [`Request::reply`] (dropping it unanswered leaves the client to
@@ -95,6 +102,7 @@ impl Worker {
         outer.connect(&address)?;
         let (tx, rx) = mpsc::channel();
         let reconnects = Arc::new(AtomicU64::new(0));
+        let inbox = Mutex::new(Inbox::new(config.shm.dir()));
         let link = Link {
             ctx,
             endpoint: endpoint.to_string(),
@@ -108,23 +116,40 @@ impl Worker {
             .name("shmpool-farm-worker".into())
             .spawn(move || link.run())
             .map_err(|e| Error::Invalid(format!("cannot start the worker thread: {e}")))?;
-        Ok(Worker { requests: rx, control: Arc::new(Mutex::new(outer)), thread: Some(thread), reconnects })
+        Ok(Worker { requests: rx, control: Arc::new(Mutex::new(outer)), thread: Some(thread), reconnects, inbox })
     }
 
     /// The next request, waiting up to `timeout` (`None`: until one comes). `Ok(None)`: none in
     /// time. An error means the connection thread ended (its error is returned).
+    ///
+    /// A request whose descriptors cannot be mapped here is answered "409" (the client's library
+    /// then sends it again with the bytes inline) and not returned.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Option<Request>> {
-        let delivery = match timeout {
-            Some(t) => match self.requests.recv_timeout(t) {
-                Ok(d) => d,
-                Err(RecvTimeoutError::Timeout) => return Ok(None),
-                Err(RecvTimeoutError::Disconnected) => return Err(Error::Stopped),
-            },
-            None => self.requests.recv().map_err(|_| Error::Stopped)?,
-        };
-        let (client, body) = delivery;
-        let parts = body.into_iter().map(Part::from_frame).collect();
-        Ok(Some(Request { client, parts, control: self.control.clone() }))
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let delivery = match deadline {
+                Some(d) => match self.requests.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                    Ok(d) => d,
+                    Err(RecvTimeoutError::Timeout) => return Ok(None),
+                    Err(RecvTimeoutError::Disconnected) => return Err(Error::Stopped),
+                },
+                None => self.requests.recv().map_err(|_| Error::Stopped)?,
+            };
+            let (client, body, proven) = delivery;
+            let control = self.control.clone();
+            match self.decode(body, proven) {
+                Ok(parts) => return Ok(Some(Request { client, parts, control })),
+                Err(reason) => Request { client, parts: Vec::new(), control }.send(mdp::error_body("409", &reason))?,
+            }
+        }
+    }
+
+    /// The parts of a body; descriptors (from a proven session) are mapped in place.
+    fn decode(&self, body: Vec<Frame>, proven: bool) -> std::result::Result<Vec<Part>, String> {
+        let mut inbox = self.inbox.lock().map_err(|_| "the worker's pool cache is poisoned".to_string())?;
+        body.into_iter()
+            .map(|f| if proven && f.starts_with(DESC_MAGIC) { inbox.map(&f) } else { Ok(Part::from_frame(f)) })
+            .collect()
     }
 
     /// How many times the worker reconnected to the broker.
@@ -172,15 +197,20 @@ impl Request {
         &self.parts
     }
 
-    /// Takes the parts out of the request (to keep arrays beyond the reply).
+    /// Takes the parts out of the request, to keep them beyond the reply: arrays read in place
+    /// in a client's pool are copied (the client reuses its slots once answered).
     pub fn take_parts(&mut self) -> Vec<Part> {
-        std::mem::take(&mut self.parts)
+        std::mem::take(&mut self.parts).into_iter().map(Part::detach).collect()
     }
 
     /// Sends the reply to the client that asked.
     pub fn reply(self, parts: &[Part]) -> Result<()> {
+        self.send(parts.iter().map(Part::to_frame).collect())
+    }
+
+    fn send(self, body: Vec<Frame>) -> Result<()> {
         let mut frames = vec![Frame::from(REPLY), Frame::from(&self.client[..])];
-        frames.extend(parts.iter().map(Part::to_frame));
+        frames.extend(body);
         let control = self.control.lock().map_err(|_| Error::Stopped)?;
         control.send(frames)?;
         Ok(())
@@ -229,8 +259,16 @@ impl Link {
     fn session(&self) -> Result<(End, bool)> {
         let broker = self.ctx.dealer()?;
         broker.connect(&self.endpoint)?;
-        broker.send(mdp::from_worker(Command::Ready, &[self.service.as_bytes()]))?;
         let silence = self.config.heartbeat * self.config.liveness;
+        let proven = match self.config.shm.enabled {
+            true => colocation::prove(&broker, &self.config.shm.dir(), silence),
+            false => Proof::Refused,
+        };
+        if proven == Proof::NoAnswer {
+            return Ok((End::Reconnect, false));
+        }
+        let proven = proven == Proof::Proven;
+        broker.send(mdp::from_worker(Command::Ready, &[self.service.as_bytes()]))?;
         let mut expiry = Instant::now() + silence;
         let mut next_beat = Instant::now() + self.config.heartbeat;
         let mut heard = false;
@@ -246,7 +284,7 @@ impl Link {
                 while let Some(frames) = broker.try_recv()? {
                     expiry = Instant::now() + silence;
                     heard = true;
-                    if let Some(end) = self.handle_broker(frames)? {
+                    if let Some(end) = self.handle_broker(frames, proven)? {
                         return Ok((end, heard));
                     }
                 }
@@ -278,13 +316,13 @@ impl Link {
         Ok(None)
     }
 
-    fn handle_broker(&self, mut frames: Vec<Frame>) -> Result<Option<End>> {
+    fn handle_broker(&self, mut frames: Vec<Frame>, proven: bool) -> Result<Option<End>> {
         match mdp::decode_worker(&frames, &self.config.limits) {
             Ok(ToWorker::Request { client, body }) => {
                 let client = client.to_vec();
                 let body = frames.drain(body).collect();
                 // The user's side is gone (Worker dropped): stop.
-                if self.requests.send((client, body)).is_err() {
+                if self.requests.send((client, body, proven)).is_err() {
                     return Ok(Some(End::Stop));
                 }
                 Ok(None)

@@ -2,7 +2,7 @@
 //! request's parts (arrays stay arrays). Used by the tests, the demos and the benchmark.
 
 use clap::Parser;
-use shmpool_farm::{Part, Worker, WorkerConfig};
+use shmpool_farm::{Part, ShmConfig, Worker, WorkerConfig};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,6 +30,16 @@ struct Cli {
     /// Reply with only the last part of the request (SSNet's worker returns one plane).
     #[arg(long)]
     last_only: bool,
+    /// Append one part per received array: "shared" if it was read in place in a pool mapping,
+    /// else "inline".
+    #[arg(long)]
+    report_shared: bool,
+    /// Directory of pools and co-location challenges (default: $SHMPOOL_DIR, else /dev/shm).
+    #[arg(long)]
+    shm_dir: Option<std::path::PathBuf>,
+    /// Never use shared memory (as a worker on another host).
+    #[arg(long)]
+    no_shm: bool,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +47,7 @@ fn main() -> ExitCode {
     let config = WorkerConfig {
         heartbeat: Duration::from_millis(cli.heartbeat_ms.max(1)),
         reconnect_min: Duration::from_millis(cli.reconnect_ms.max(1)),
+        shm: ShmConfig { enabled: !cli.no_shm, directory: cli.shm_dir.clone(), ..ShmConfig::default() },
         ..WorkerConfig::default()
     };
     let tag = cli.tag.unwrap_or_else(|| std::process::id().to_string());
@@ -62,6 +73,10 @@ fn main() -> ExitCode {
         let echoed = if cli.last_only { request.parts().len().saturating_sub(1) } else { 0 };
         let mut reply = vec![Part::bytes(tag.as_bytes())];
         reply.extend(request.parts()[echoed..].iter().map(echo));
+        if cli.report_shared {
+            let arrays = request.parts().iter().filter_map(Part::as_array);
+            reply.extend(arrays.map(|a| Part::bytes(if a.data.is_shared() { "shared" } else { "inline" })));
+        }
         if let Err(e) = request.reply(&reply) {
             eprintln!("shmpool-farm-worker: {e}");
         }

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use serde_json::Value;
-use shmpool_farm::{Client, ClientConfig, Part};
+use shmpool_farm::{Client, ClientConfig, Part, ShmConfig};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +22,19 @@ impl Proc {
     pub fn signal(&self, signal: i32) {
         // SAFETY: plain syscall on our own child's pid (not yet reaped: we hold the Child).
         unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// SIGTERM, then waits (≤ 5 s) for the exit; true if it exited by itself with success.
+    pub fn terminate(mut self) -> bool {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     /// SIGKILL and reap now.
@@ -97,7 +110,9 @@ pub fn worker(endpoint: &str, service: &str, tag: &str, extra: &[&str]) -> Proc 
 
 /// The broker's `mmi.status`.
 pub fn status(endpoint: &str) -> Value {
-    let config = ClientConfig { timeout: Duration::from_secs(2), attempts: 1, ..ClientConfig::default() };
+    // Without shared memory: no co-location proof for a status query.
+    let shm = ShmConfig { enabled: false, ..ShmConfig::default() };
+    let config = ClientConfig { timeout: Duration::from_secs(2), attempts: 1, shm, ..ClientConfig::default() };
     let mut client = Client::connect(endpoint, config).unwrap();
     let reply = client.request("mmi.status", &[]).expect("mmi.status");
     serde_json::from_slice(reply[0].data()).expect("status is JSON")
