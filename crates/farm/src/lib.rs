@@ -39,4 +39,4 @@ pub use client::{Client, ClientConfig};
 pub use error::{Error, Result};
 pub use part::{Array, Part, Payload};
 pub use shm::ShmConfig;
-pub use worker::{Request, Worker, WorkerConfig};
+pub use worker::{Replier, Request, Worker, WorkerConfig};

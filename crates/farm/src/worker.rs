@@ -77,8 +77,13 @@ pub struct Worker {
 /// One request; answer it with [`Request::reply`] (dropping it unanswered leaves the client to
 /// retry).
 pub struct Request {
-    client: Vec<u8>,
     parts: Vec<Part>,
+    replier: Replier,
+}
+
+/// The means to answer one request, apart from its parts (see [`Request::split`]).
+pub struct Replier {
+    client: Vec<u8>,
     control: Arc<Mutex<Socket>>,
 }
 
@@ -136,10 +141,10 @@ impl Worker {
                 None => self.requests.recv().map_err(|_| Error::Stopped)?,
             };
             let (client, body, proven) = delivery;
-            let control = self.control.clone();
+            let replier = Replier { client, control: self.control.clone() };
             match self.decode(body, proven) {
-                Ok(parts) => return Ok(Some(Request { client, parts, control })),
-                Err(reason) => Request { client, parts: Vec::new(), control }.send(mdp::error_body("409", &reason))?,
+                Ok(parts) => return Ok(Some(Request { parts, replier })),
+                Err(reason) => replier.send(mdp::error_body("409", &reason))?,
             }
         }
     }
@@ -203,6 +208,20 @@ impl Request {
         std::mem::take(&mut self.parts).into_iter().map(Part::detach).collect()
     }
 
+    /// Sends the reply to the client that asked.
+    pub fn reply(self, parts: &[Part]) -> Result<()> {
+        self.replier.reply(parts)
+    }
+
+    /// The parts as they are (arrays in a client's pool still read in place: valid until the
+    /// reply is sent, after which the client reuses the slot) and the means to reply. For
+    /// bindings that hand the parts out without a lifetime.
+    pub fn split(self) -> (Vec<Part>, Replier) {
+        (self.parts, self.replier)
+    }
+}
+
+impl Replier {
     /// Sends the reply to the client that asked.
     pub fn reply(self, parts: &[Part]) -> Result<()> {
         self.send(parts.iter().map(Part::to_frame).collect())

@@ -253,3 +253,43 @@ def connect_env(
 def worker_command(
     backend: str, argv: list[str], env: list[Tuple[str, str]], directory: _Path, arg: Optional[str] = None
 ) -> Tuple[list[str], list[Tuple[str, str]]]: ...
+
+# shmpool.farm (see farm.py)
+class FarmClient:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 2.5,
+        attempts: int = 3,
+        shm: bool = True,
+        shm_dir: str | os.PathLike[str] | None = None,
+        threshold: int = 4096,
+    ) -> None: ...
+    def request(self, service: str, parts: Sequence[object]) -> list[Any]: ...
+    def stats(self) -> dict[str, int]: ...
+
+class FarmRequest:
+    @property
+    def parts(self) -> list[Any]: ...
+    @property
+    def shared(self) -> list[bool]: ...
+    def reply(self, parts: Sequence[object]) -> None: ...
+
+class FarmWorker:
+    def __init__(
+        self,
+        endpoint: str,
+        service: str,
+        *,
+        heartbeat: float = 1.0,
+        reconnect: float = 1.0,
+        shm: bool = True,
+        shm_dir: str | os.PathLike[str] | None = None,
+    ) -> None: ...
+    def recv(self, timeout: float | None = None) -> FarmRequest | None: ...
+    def __iter__(self) -> FarmWorker: ...
+    def __next__(self) -> FarmRequest: ...
+    def close(self) -> None: ...
+
+class PartView: ...

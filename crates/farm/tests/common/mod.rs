@@ -93,10 +93,20 @@ impl Drop for TempDir {
     }
 }
 
+/// `--shm-dir` of the test's private directory (where its `ipc://` endpoint lies) unless `extra`
+/// names one: no test touches the real /dev/shm.
+fn private_shm(endpoint: &str, extra: &[&str], args: &mut Vec<String>) {
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let dir = endpoint.strip_prefix("ipc://").and_then(|p| std::path::Path::new(p).parent());
+    if let (false, Some(dir)) = (extra.contains(&"--shm-dir"), dir) {
+        args.extend(["--shm-dir".to_string(), dir.display().to_string()]);
+    }
+}
+
 /// Starts a broker bound to `endpoint` with extra arguments.
 pub fn broker(endpoint: &str, extra: &[&str]) -> Proc {
     let mut args = vec!["--bind".to_string(), endpoint.to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    private_shm(endpoint, extra, &mut args);
     spawn_ready(env!("CARGO_BIN_EXE_shmpool-broker"), &args, "listening")
 }
 
@@ -104,7 +114,7 @@ pub fn broker(endpoint: &str, extra: &[&str]) -> Proc {
 pub fn worker(endpoint: &str, service: &str, tag: &str, extra: &[&str]) -> Proc {
     let mut args: Vec<String> =
         ["--connect", endpoint, "--service", service, "--tag", tag].iter().map(|s| s.to_string()).collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
+    private_shm(endpoint, extra, &mut args);
     spawn_ready(env!("CARGO_BIN_EXE_shmpool-farm-worker"), &args, "serving")
 }
 
@@ -136,9 +146,10 @@ pub fn workers_of(status: &Value, service: &str) -> u64 {
     status["services"][service]["workers"].as_u64().unwrap_or(0)
 }
 
-/// A client with `timeout` per attempt and `attempts` attempts.
+/// A client with `timeout` per attempt and `attempts` attempts, without shared memory (plain MDP).
 pub fn client(endpoint: &str, timeout: Duration, attempts: u32) -> Client {
-    Client::connect(endpoint, ClientConfig { timeout, attempts, ..ClientConfig::default() }).unwrap()
+    let shm = ShmConfig { enabled: false, ..ShmConfig::default() };
+    Client::connect(endpoint, ClientConfig { timeout, attempts, shm, ..ClientConfig::default() }).unwrap()
 }
 
 /// The text of a part.
