@@ -15,6 +15,8 @@ PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT INT TERM
 start() { "$@" >/dev/null & PIDS="$PIDS $!"; }
+# One table row from a client's JSON line on stdin.
+row() { "$PYTHON" -c "import json,sys; r=json.load(sys.stdin); print(f\"| $1 | $2 | {r['events_per_s']:.0f} | {r['p50_us']/1e3:.2f} | {r['p99_us']/1e3:.2f} |\")"; }
 stop_all() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=""; }
 
 echo "| system | workers | events/s | p50 ms | p99 ms |"
@@ -25,13 +27,16 @@ for W in 1 2 4; do
     for i in $(seq $W); do start $BIN/shmpool-farm-worker --connect $EP --service ssnet --last-only --shm-dir "$DIR"; done
     R=$($BIN/shmpool-farm-client --connect $EP --service ssnet --events "$EVENTS" --planes 3 --side 512 \
         --last-only --wait-workers $W --shm-dir "$DIR")
-    echo "$R" | "$PYTHON" -c "import json,sys; r=json.load(sys.stdin); print(f\"| shmpool farm | $W | {r['events_per_s']:.0f} | {r['p50_us']/1e3:.2f} | {r['p99_us']/1e3:.2f} |\")"
+    echo "$R" | row "shmpool farm" $W
+    R=$($BIN/shmpool-farm-client --connect $EP --service ssnet --events "$EVENTS" --planes 3 --side 512 \
+        --last-only --wait-workers $W --no-shm)
+    echo "$R" | row "shmpool farm, shared memory off" $W
     stop_all
 
     FE=tcp://127.0.0.1:5702; BE=tcp://127.0.0.1:5703
     start "$PYTHON" crates/farm/bench/ppp.py broker $FE $BE
     for i in $(seq $W); do start "$PYTHON" crates/farm/bench/ppp.py worker $BE "w$i"; done
     R=$("$PYTHON" crates/farm/bench/ppp.py client $FE "$EVENTS" 3 512 $W)
-    echo "$R" | "$PYTHON" -c "import json,sys; r=json.load(sys.stdin); print(f\"| pyzmq Paranoid Pirate (copy=False) | $W | {r['events_per_s']:.0f} | {r['p50_us']/1e3:.2f} | {r['p99_us']/1e3:.2f} |\")"
+    echo "$R" | row "pyzmq Paranoid Pirate (copy=False)" $W
     stop_all
 done

@@ -184,6 +184,7 @@ impl Inbox {
             Some(pool) => pool.clone(),
             None => {
                 let pool = Pool::open_in(&d.pool, Some(&self.dir)).map_err(|e| format!("pool {}: {e}", d.pool))?;
+                self.prune();
                 if self.pools.len() >= MAX_OPEN_POOLS {
                     self.pools.clear(); // mappings in use stay alive through their payloads
                 }
@@ -199,6 +200,19 @@ impl Inbox {
         }))
     }
 
+    /// Forgets the pools of senders that are gone (no live producer): their mappings would keep
+    /// the memory, and a sender killed before it could unlink its pool leaves the name behind,
+    /// which is removed here (names are the sender's own: `farm-<pid>-<random>`).
+    fn prune(&mut self) {
+        self.pools.retain(|_, pool| {
+            let alive = pool.stats().peers.iter().any(|p| p.role == shmpool::Role::Producer && p.alive);
+            if !alive && pool.name().starts_with("farm-") {
+                let _ = std::fs::remove_file(pool.path());
+            }
+            alive
+        });
+    }
+
     /// The array frame (inline bytes) a descriptor frame stands for: the copy made on a hop to a
     /// peer that cannot map the pool.
     pub fn inline(&mut self, frame: &[u8]) -> Result<Frame, String> {
@@ -209,6 +223,26 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receivers_forget_the_pools_of_senders_that_are_gone() {
+        let dir = std::env::temp_dir().join(format!("shmpool-farm-prune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = ShmConfig { directory: Some(dir.clone()), ..ShmConfig::default() };
+        let array = |n: u8| Array { dtype: DType::U8, shape: vec![8192], data: Payload::Owned(vec![n; 8192]) };
+        let mut inbox = Inbox::new(dir.clone());
+        let mut first = Outbox::new(config.clone());
+        let placed = first.place(&array(1)).unwrap();
+        assert_eq!(inbox.map(&placed.descriptor).unwrap().data(), &[1; 8192][..]);
+        drop(placed);
+        drop(first); // the sender goes away (its producer with it)
+        let mut second = Outbox::new(config);
+        let placed = second.place(&array(2)).unwrap();
+        assert_eq!(inbox.map(&placed.descriptor).unwrap().data(), &[2; 8192][..]);
+        assert_eq!(inbox.pools.len(), 1, "the first sender's pool is still cached");
+        drop((placed, second));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn descriptors_round_trip_and_reject_inconsistency() {
