@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// First bytes of a descriptor frame.
 pub const DESC_MAGIC: &[u8] = b"\xffSPD1";
+/// Prefix of the senders' pools: a descriptor naming any other pool (another application's, in
+/// the same directory) is refused.
+pub const POOL_PREFIX: &str = "farm-";
 
 /// Shared-memory settings of a client or worker.
 #[derive(Debug, Clone)]
@@ -134,7 +137,7 @@ impl Outbox {
             return None;
         }
         if self.producer.is_none() {
-            let name = format!("farm-{}-{}", std::process::id(), crate::colocation::random_hex(6).ok()?);
+            let name = format!("{POOL_PREFIX}{}-{}", std::process::id(), crate::colocation::random_hex(6).ok()?);
             let config = Config::new(self.config.slots, self.config.slot_size)
                 .mode(Mode::WorkQueue)
                 .directory(self.config.dir())
@@ -180,6 +183,9 @@ impl Inbox {
     /// Maps the part a descriptor frame names: an array whose data is read in place.
     pub fn map(&mut self, frame: &[u8]) -> Result<Part, String> {
         let d = Descriptor::parse(frame).ok_or("a malformed descriptor")?;
+        if !d.pool.starts_with(POOL_PREFIX) {
+            return Err(format!("a descriptor names pool {:?}, not a farm sender's", d.pool));
+        }
         let pool = match self.pools.get(&d.pool) {
             Some(pool) => pool.clone(),
             None => {
@@ -206,7 +212,7 @@ impl Inbox {
     fn prune(&mut self) {
         self.pools.retain(|_, pool| {
             let alive = pool.stats().peers.iter().any(|p| p.role == shmpool::Role::Producer && p.alive);
-            if !alive && pool.name().starts_with("farm-") {
+            if !alive {
                 let _ = std::fs::remove_file(pool.path());
             }
             alive
@@ -240,6 +246,10 @@ mod tests {
         let placed = second.place(&array(2)).unwrap();
         assert_eq!(inbox.map(&placed.descriptor).unwrap().data(), &[2; 8192][..]);
         assert_eq!(inbox.pools.len(), 1, "the first sender's pool is still cached");
+        // Another application's pool in the same directory is out of reach.
+        let other = Pool::create("not-farm", &Config::new(1, 4096).directory(&dir)).unwrap();
+        let d = Descriptor { dtype: DType::U8, shape: vec![8], slot: 0, offset: 0, len: 8, pool: other.name().into() };
+        assert!(inbox.map(&d.encode()).is_err());
         drop((placed, second));
         std::fs::remove_dir_all(&dir).unwrap();
     }
