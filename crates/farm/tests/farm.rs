@@ -88,19 +88,20 @@ fn arrays_travel_with_dtype_and_shape() {
 fn a_vanished_client_leaves_no_queued_state_and_bounds_hold() {
     let dir = TempDir::new("bounds");
     let ep = dir.endpoint("broker");
-    let _broker = broker(&ep, &["--queue-deadline-ms", "1500", "--max-queued", "3"]);
+    let _broker = broker(&ep, &["--queue-deadline-ms", "4000", "--max-queued", "3"]);
     {
         // Requests to a service nobody serves; the client gives up and vanishes.
-        let mut gone = client(&ep, Duration::from_millis(50), 3);
+        let mut gone = client(&ep, Duration::from_millis(300), 3);
         assert!(matches!(gone.request("nobody", &[Part::bytes("x")]), Err(Error::NoReply { .. })));
     }
     // Its three attempts wait in the queue, which is then full.
+    wait_status(&ep, 2 * SECOND, "3 queued requests", |s| s["queued"] == 3);
     let mut c = client(&ep, 5 * SECOND, 1);
     match c.request("nobody", &[Part::bytes("y")]) {
         Err(Error::Refused { code, .. }) => assert_eq!(code, "507"),
         other => panic!("{other:?}"),
     }
-    let s = wait_status(&ep, 5 * SECOND, "empty queues", |s| s["queued"] == 0 && s["queued_bytes"] == 0);
+    let s = wait_status(&ep, 10 * SECOND, "empty queues", |s| s["queued"] == 0 && s["queued_bytes"] == 0);
     assert!(s["services"].as_object().unwrap().is_empty(), "forgotten service kept: {s}");
     assert!(s["counters"]["refused"].as_u64().unwrap() >= 4, "{s}");
 }
