@@ -129,6 +129,7 @@ impl Broker {
             return Err(crate::Error::Invalid("the broker needs at least one endpoint".into()));
         }
         let socket = Context::new().router()?;
+        socket.set_max_frame_size(config.limits.max_bytes)?;
         let mut bound = Vec::new();
         for e in endpoints {
             socket.bind(e.as_ref())?;

@@ -124,10 +124,10 @@ impl Socket {
         Ok(self.0.set_identity(identity)?)
     }
 
-    /// Limits queued outgoing and incoming messages (per peer) to `messages`.
-    pub fn set_high_water_mark(&self, messages: i32) -> Result<(), TransportError> {
-        self.0.set_sndhwm(messages)?;
-        Ok(self.0.set_rcvhwm(messages)?)
+    /// Frames larger than `bytes` are refused by libzmq itself (the peer is disconnected), before
+    /// they take memory here.
+    pub fn set_max_frame_size(&self, bytes: usize) -> Result<(), TransportError> {
+        Ok(self.0.set_maxmsgsize(i64::try_from(bytes).unwrap_or(i64::MAX))?)
     }
 
     /// Sends all frames as one message. A ROUTER drops a message to an unknown peer silently.
