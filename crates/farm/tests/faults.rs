@@ -73,3 +73,24 @@ fn workers_reconnect_to_a_restarted_broker_and_clients_succeed_again() {
         assert_eq!(reply[1].data(), [i]);
     }
 }
+
+#[test]
+fn a_worker_without_broker_reconnects_with_exponential_backoff() {
+    use shmpool_farm::{Worker, WorkerConfig};
+    let dir = TempDir::new("backoff");
+    let config = WorkerConfig {
+        heartbeat: Duration::from_millis(20),
+        reconnect_min: Duration::from_millis(50),
+        ..WorkerConfig::default()
+    };
+    // Nobody is bound there: every session ends after 3 silent heartbeats (60 ms).
+    let worker = Worker::connect(&dir.endpoint("nobody"), "echo", config).unwrap();
+    let started = Instant::now();
+    while worker.reconnects() < 6 {
+        assert!(started.elapsed() < 10 * SECOND, "only {} reconnects", worker.reconnects());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // 6 sessions of 60 ms plus waits of 50, 100, 200, 400 and 800 ms: ≥ 1910 ms when doubling (a
+    // constant 50 ms would take 610 ms).
+    assert!(started.elapsed() >= Duration::from_millis(1800), "backoff not growing: {:?}", started.elapsed());
+}
