@@ -49,10 +49,11 @@ echo "-- type stubs match the module (mypy.stubtest)"
 # (--ignore-disjoint-bases: PEP 800's @disjoint_base marker is not in the typing module of 3.11.)
 python -m mypy.stubtest shmpool._shmpool --ignore-disjoint-bases --allowlist bindings/python/stubtest-allowlist.txt
 
-echo "-- building the Rust peer (examples/py_peer.rs) and the GStreamer plugin"
+echo "-- building the Rust peer (examples/py_peer.rs), the GStreamer plugin, the farm's programs"
 cargo build --locked --quiet --example py_peer
-cargo build --locked --quiet -p gst-plugin-shmpool
+cargo build --locked --quiet -p gst-plugin-shmpool -p shmpool-farm --bins
 export SHMPOOL_PY_PEER="$PWD/target/debug/examples/py_peer"
+export SHMPOOL_FARM_BIN="$PWD/target/debug"
 export SHMPOOL_GST_PLUGIN_DIR="$PWD/target/debug"
 
 echo "-- pytest bindings/python/tests"

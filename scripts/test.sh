@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 bash scripts/setup.sh
+# Tests that would skip for want of a tool (pyzmq, ip, unshare, root) fail instead: setup.sh
+# installed everything.
+export SHMPOOL_TEST_STRICT=1
+export SHMPOOL_PYTHON="$PWD/.venv/bin/python"
 
 echo "== Rust: format and lints"
 cargo fmt --all -- --check

@@ -25,6 +25,7 @@ pub(crate) mod layout;
 pub mod model;
 mod registry;
 pub(crate) mod segment;
+mod slot_region;
 pub mod slot_state;
 
 pub(crate) use blocking::{Attempt, Event};
@@ -239,13 +240,6 @@ impl Pool {
     /// The address range of this process's mapping of the pool (for zero-copy checks).
     pub fn mapping(&self) -> (*const u8, usize) {
         (self.inner.segment.base(), self.inner.view.geometry.total as usize)
-    }
-
-    /// Where slot `slot`'s payload (`slot_size()` bytes) starts in this process's mapping, or `None`
-    /// past the last slot. For layers that pass slots by reference between processes (the
-    /// host/worker protocol): the bytes are only stable while somebody holds the slot.
-    pub fn slot_ptr(&self, slot: usize) -> Option<*const u8> {
-        (slot < self.slots() as usize).then(|| self.inner.view.data_ptr(slot) as *const u8)
     }
 
     pub fn is_closed(&self) -> bool {

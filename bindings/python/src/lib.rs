@@ -6,12 +6,14 @@
 //!   buffer protocol and DLPack; a slot stays held while any view of it exists.
 //! - [`dlpack`]: the DLPack structures and capsules.
 //! - [`protocol`]: the host/worker protocol's `Listener` and `Connection` (for `shmpool.rpc`).
+//! - [`farm`]: the Majordomo farm's client and worker (for `shmpool.farm`).
 //!
 //! Errors are instances of the classes in `shmpool/_errors.py` (subclasses of `shmpool.Error`),
 //! except timeouts, which raise the builtin `TimeoutError`.
 
 mod buffers;
 mod dlpack;
+mod farm;
 mod pool;
 mod protocol;
 
@@ -123,5 +125,6 @@ fn _shmpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffers::Buffer>()?;
     m.add_class::<buffers::WriteBuffer>()?;
     protocol::register(m)?;
+    farm::register(m)?;
     Ok(())
 }

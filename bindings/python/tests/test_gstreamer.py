@@ -123,11 +123,11 @@ def test_numpy_producer_feeds_shmpoolsrc_with_caps_and_timestamps(gst_env, make_
                 frame[i, :] = 255
                 wb = producer.acquire(timeout=LIMIT)
                 wb.array(np.uint8, frame.shape)[...] = frame
-                wb.meta = frame_meta(0, i * 40_000_000, 40_000_000, caps)
+                wb.user_meta = frame_meta(0, i * 40_000_000, 40_000_000, caps)
                 wb.publish()
                 want.append(f"0:00:00.{i * 40_000_000:09d} {hashlib.sha1(frame.tobytes()).hexdigest()}")
             eos = producer.acquire(timeout=LIMIT)
-            eos.meta = frame_meta(1, 2**64 - 1, 2**64 - 1, caps)
+            eos.user_meta = frame_meta(1, 2**64 - 1, 2**64 - 1, caps)
             eos.publish(0)
         out = src.finish()
         got = [line for line in out.splitlines() if line.startswith("0:00:")]

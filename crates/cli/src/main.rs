@@ -90,8 +90,10 @@ enum Command {
     Inspect(admin::InspectArgs),
     /// Remove pools that no live process has open.
     Gc,
-    /// Close a pool for its users and remove its name.
+    /// Shut a pool down for its users and remove its name.
     Rm(admin::RmArgs),
+    /// A Majordomo (7/MDP) broker on ZeroMQ for a farm of workers (`--status`: ask a running one).
+    Broker(shmpool_farm::cli::BrokerArgs),
     /// 1080p RGB frames from one producer to two consumers, compared with a pipe.
     Demo(demo::DemoArgs),
     /// Latency and throughput of shmpool against futex, pipe and Unix-socket baselines.
@@ -114,6 +116,11 @@ fn run(cli: Cli) -> CliResult {
         Command::Inspect(args) => admin::inspect(dir, &args),
         Command::Gc => admin::gc(dir),
         Command::Rm(args) => admin::rm(dir, &args),
+        Command::Broker(mut args) => {
+            // The broker's pool directory is the command's --dir unless --shm-dir says otherwise.
+            args.shm_dir = args.shm_dir.or_else(|| dir.map(PathBuf::from));
+            shmpool_farm::cli::broker(&args).map_err(|e| Failure::error(e.to_string()))
+        }
         Command::Demo(args) => demo::run(dir, &args),
         Command::Bench(args) => bench::run(dir, &args),
         Command::DemoPeer(args) => demo::peer(dir, &args),

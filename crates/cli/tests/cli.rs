@@ -354,3 +354,27 @@ fn demo_for_one_second_prints_the_table_and_cleans_up() {
     }
     assert!(dir.entries().is_empty(), "demo left {:?}", dir.entries());
 }
+
+#[test]
+fn broker_serves_and_reports_its_status() {
+    let dir = TestDir::new("broker");
+    let endpoint = format!("ipc://{}/broker.ipc", dir.0.display());
+    let broker = dir.spawn(&["broker", "--bind", &endpoint]);
+    // --status asks the running broker (its MMI status service); retried until it is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let out = dir.run(&["broker", "--bind", &endpoint, "--status"]);
+        if out.status.success() {
+            break serde_json::from_slice::<Value>(&out.stdout).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no status: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    assert!(status.get("services").is_some(), "{status}");
+    // SIGTERM stops it cleanly (exit 0).
+    let pid = broker.0.as_ref().unwrap().id();
+    // SAFETY: signals our own child, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    let out = broker.finish(Duration::from_secs(20));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listening on"));
+}

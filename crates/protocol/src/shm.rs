@@ -114,13 +114,9 @@ impl ShmRx {
 /// Where `len` bytes at `offset` in slot `slot` of `pool` are in this process: `(slot start, bytes)`,
 /// checked against the pool's geometry (the slot and offset come from the peer).
 pub(crate) fn region(pool: &Pool, slot: u32, offset: u64, len: u64) -> Result<(*const u8, *const u8)> {
-    let fits = offset.checked_add(len).is_some_and(|end| end <= pool.slot_size() as u64);
-    if slot >= pool.slots() || !fits {
-        return Err(Error::Protocol(format!(
-            "a lent buffer ({len} bytes at {offset} in slot {slot}) is out of bounds"
-        )));
-    }
-    let base = pool.slot_ptr(slot as usize).ok_or_else(|| Error::Protocol(format!("no slot {slot}")))?;
-    // SAFETY: `offset + len` lies within the slot, checked above.
-    Ok((base, unsafe { base.add(offset as usize) }))
+    let out_of_bounds =
+        |_| Error::Protocol(format!("a lent buffer ({len} bytes at {offset} in slot {slot}) is out of bounds"));
+    let start = pool.slot_region(slot, 0, 0).map_err(out_of_bounds)?.as_ptr();
+    let bytes = pool.slot_region(slot, offset, len).map_err(out_of_bounds)?.as_ptr();
+    Ok((start, bytes))
 }

@@ -18,6 +18,7 @@ from ._errors import (
     Corrupted,
     Disconnected,
     Error,
+    FarmError,
     InsufficientSpace,
     InvalidArgument,
     IOFailure,

@@ -17,6 +17,7 @@ __all__ = [
     "Disconnected",
     "ProtocolError",
     "AuthenticationError",
+    "FarmError",
 ]
 
 
@@ -70,3 +71,7 @@ class ProtocolError(Error):
 
 class AuthenticationError(Error, PermissionError):
     """The peer of a protocol connection does not know the secret."""
+
+
+class FarmError(Error):
+    """A farm broker refused a request (no worker in time, full queues, …) or a farm call failed."""

@@ -32,6 +32,10 @@ __all__ = [
     "SlotBuffer",
     "connect_env",
     "worker_command",
+    "FarmClient",
+    "FarmWorker",
+    "FarmRequest",
+    "PartView",
 ]
 
 __version__: str
@@ -346,3 +350,47 @@ def connect_env(
 def worker_command(
     backend: str, argv: list[str], env: list[Tuple[str, str]], directory: _Path, arg: Optional[str] = None
 ) -> Tuple[list[str], list[Tuple[str, str]]]: ...
+
+# shmpool.farm (see farm.py)
+@final
+class FarmClient:
+    def __new__(
+        cls,
+        endpoint: str,
+        *,
+        timeout: float = 2.5,
+        attempts: int = 3,
+        shm: bool = True,
+        shm_dir: str | os.PathLike[str] | None = None,
+        threshold: int = 4096,
+    ) -> FarmClient: ...
+    def request(self, service: str, parts: Sequence[object]) -> list[Any]: ...
+    def stats(self) -> dict[str, int]: ...
+
+@final
+class FarmRequest:
+    @property
+    def parts(self) -> list[Any]: ...
+    @property
+    def shared(self) -> list[bool]: ...
+    def reply(self, parts: Sequence[object]) -> None: ...
+
+@final
+class FarmWorker:
+    def __new__(
+        cls,
+        endpoint: str,
+        service: str,
+        *,
+        heartbeat: float = 1.0,
+        reconnect: float = 1.0,
+        shm: bool = True,
+        shm_dir: str | os.PathLike[str] | None = None,
+    ) -> FarmWorker: ...
+    def recv(self, timeout: float | None = None) -> FarmRequest | None: ...
+    def __iter__(self) -> FarmWorker: ...
+    def __next__(self) -> FarmRequest: ...
+    def close(self) -> None: ...
+
+@final
+class PartView: ...

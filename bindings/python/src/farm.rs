@@ -1,0 +1,267 @@
+//! `shmpool.farm`: the Majordomo farm's client and worker (crate `shmpool-farm`) for Python.
+//! Parts go in as `bytes`/`str` or NumPy arrays and come out as `bytes` or NumPy arrays. A
+//! worker's received arrays are read-only views: of the client's shared-memory slot when both are
+//! co-located (valid until the reply is sent: copy what must outlive it), else of the message.
+//! Blocking calls release the GIL; `Worker.recv` wakes every 100 ms to run signal handlers.
+
+use crate::buffers::{fill_view, ndarray, parse_dtype};
+use crate::{invalid, numpy, to_py, PyErrorClass};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBufferError, PyRuntimeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use shmpool_farm::{Client, ClientConfig, Part, Replier, ShmConfig, Worker, WorkerConfig};
+use std::ffi::c_int;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+impl PyErrorClass for shmpool_farm::Error {
+    fn class(&self) -> Option<&'static str> {
+        match self {
+            // Every retry ran out of time: the builtin TimeoutError, like every other timeout.
+            shmpool_farm::Error::NoReply { .. } => None,
+            shmpool_farm::Error::Invalid(_) => Some("InvalidArgument"),
+            _ => Some("FarmError"),
+        }
+    }
+}
+
+fn shm_config(shm: bool, shm_dir: Option<PathBuf>, threshold: usize) -> ShmConfig {
+    ShmConfig { enabled: shm, directory: shm_dir, threshold, ..ShmConfig::default() }
+}
+
+/// Python parts → farm parts: `bytes`/`bytearray`/`str` are bytes, anything with a `dtype` and
+/// a `shape` (NumPy arrays) is an array (copied once, C order).
+fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Part>> {
+    let mut out = Vec::new();
+    for item in parts.try_iter()? {
+        let item = item?;
+        if let Ok(s) = item.cast::<PyString>() {
+            out.push(Part::bytes(s.to_str()?.as_bytes()));
+        } else if item.hasattr("dtype")? && item.hasattr("shape")? {
+            let array = numpy(py)?.getattr("ascontiguousarray")?.call1((&item,))?;
+            let dtype = parse_dtype(py, &array.getattr("dtype")?)?;
+            let shape: Vec<u64> = array.getattr("shape")?.extract()?;
+            let flat = array.call_method1("reshape", (-1,))?.call_method1("view", ("uint8",))?;
+            let data = PyBuffer::<u8>::get(&flat)?.to_vec(py)?;
+            out.push(Part::array(dtype, &shape, data));
+        } else if let Ok(buffer) = PyBuffer::<u8>::get(&item) {
+            out.push(Part::bytes(buffer.to_vec(py)?));
+        } else {
+            return Err(invalid(format!(
+                "a part must be bytes, str or a NumPy array, not {}",
+                item.get_type().name()?
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Farm parts → Python: `bytes`, or NumPy arrays viewing the parts in place.
+fn to_python(py: Python<'_>, parts: Vec<Part>) -> PyResult<Vec<Py<PyAny>>> {
+    let parts = Arc::new(parts);
+    (0..parts.len())
+        .map(|index| match &parts[index] {
+            Part::Bytes(b) => Ok(PyBytes::new(py, b).into_any().unbind()),
+            Part::Array(a) => {
+                let owner = Bound::new(py, PartView { parts: parts.clone(), index })?.into_any();
+                Ok(ndarray(&owner, a.dtype, &a.shape, true)?.unbind())
+            }
+        })
+        .collect()
+}
+
+/// The bytes of one received part, exported read-only through the buffer protocol; keeps the
+/// message (and the pool mapping, for shared parts) alive.
+#[pyclass(module = "shmpool._shmpool", frozen)]
+pub struct PartView {
+    parts: Arc<Vec<Part>>,
+    index: usize,
+}
+
+#[pymethods]
+impl PartView {
+    /// # Safety
+    /// Called by Python with a valid `Py_buffer` to fill.
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("NULL Py_buffer"));
+        }
+        if flags & ffi::PyBUF_WRITABLE != 0 {
+            return Err(PyBufferError::new_err("received farm parts are read-only"));
+        }
+        let data = slf.get().parts[slf.get().index].data();
+        let (ptr, len) = (data.as_ptr() as usize, data.len());
+        // SAFETY: `view` is Python's request; the bytes live in `parts` (a message, or a pool
+        // mapping kept by its Pool handle), which the exported owner keeps alive.
+        unsafe { fill_view(view, flags, slf.into_any(), ptr, len, true) };
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+}
+
+/// A client of a farm broker (Lazy Pirate retries; shared memory with co-located workers).
+#[pyclass(module = "shmpool._shmpool", name = "FarmClient")]
+pub struct FarmClient {
+    inner: Mutex<Client>,
+}
+
+#[pymethods]
+impl FarmClient {
+    #[new]
+    #[pyo3(signature = (endpoint, *, timeout=2.5, attempts=3, shm=true, shm_dir=None, threshold=4096))]
+    fn new(
+        endpoint: &str,
+        timeout: f64,
+        attempts: u32,
+        shm: bool,
+        shm_dir: Option<PathBuf>,
+        threshold: usize,
+    ) -> PyResult<Self> {
+        let timeout = Duration::try_from_secs_f64(timeout).map_err(|e| invalid(format!("timeout: {e}")))?;
+        let shm = shm_config(shm, shm_dir, threshold);
+        let config = ClientConfig { timeout, attempts, shm, ..ClientConfig::default() };
+        Ok(FarmClient { inner: Mutex::new(Client::connect(endpoint, config).map_err(to_py)?) })
+    }
+
+    /// Sends `parts` to `service`; returns the reply's parts. Raises `TimeoutError` when no
+    /// attempt got a reply, `shmpool.FarmError` when the broker refused the request.
+    fn request(&self, py: Python<'_>, service: &str, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
+        let parts = to_parts(py, parts)?;
+        let reply = py.detach(|| {
+            let mut client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            client.request(service, &parts)
+        });
+        to_python(py, reply.map_err(to_py)?)
+    }
+
+    /// How parts travelled: `{"shared_parts": n, "inline_parts": n, "resent_inline": n}`.
+    fn stats(&self) -> std::collections::HashMap<&'static str, u64> {
+        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner()).stats();
+        [("shared_parts", s.shared_parts), ("inline_parts", s.inline_parts), ("resent_inline", s.resent_inline)]
+            .into_iter()
+            .collect()
+    }
+}
+
+/// A worker serving one service of a farm broker (heartbeats and reconnects in the background).
+#[pyclass(module = "shmpool._shmpool", name = "FarmWorker")]
+pub struct FarmWorker {
+    inner: Mutex<Option<Worker>>,
+}
+
+#[pymethods]
+impl FarmWorker {
+    #[new]
+    #[pyo3(signature = (endpoint, service, *, heartbeat=1.0, reconnect=1.0, shm=true, shm_dir=None))]
+    fn new(
+        endpoint: &str,
+        service: &str,
+        heartbeat: f64,
+        reconnect: f64,
+        shm: bool,
+        shm_dir: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let secs = |what: &str, v: f64| Duration::try_from_secs_f64(v).map_err(|e| invalid(format!("{what}: {e}")));
+        let config = WorkerConfig {
+            heartbeat: secs("heartbeat", heartbeat)?,
+            reconnect_min: secs("reconnect", reconnect)?,
+            shm: shm_config(shm, shm_dir, 4096),
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::connect(endpoint, service, config).map_err(to_py)?;
+        Ok(FarmWorker { inner: Mutex::new(Some(worker)) })
+    }
+
+    /// The next request, waiting up to `timeout` seconds (`None`: until one comes); `None` when
+    /// none came in time.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<FarmRequest>> {
+        let deadline = match timeout {
+            Some(t) => Some(Instant::now() + Duration::try_from_secs_f64(t).map_err(|e| invalid(e.to_string()))?),
+            None => None,
+        };
+        loop {
+            let slice = deadline.map_or(Duration::from_millis(100), |d| {
+                d.saturating_duration_since(Instant::now()).min(Duration::from_millis(100))
+            });
+            let got = py.detach(|| {
+                let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                match guard.as_ref() {
+                    Some(worker) => worker.recv(Some(slice)),
+                    None => Err(shmpool_farm::Error::Stopped),
+                }
+            });
+            if let Some(request) = got.map_err(to_py)? {
+                let (parts, replier) = request.split();
+                let shared = parts.iter().map(|p| p.as_array().is_some_and(|a| a.data.is_shared())).collect();
+                return Ok(Some(FarmRequest {
+                    parts: Mutex::new(Some(parts)),
+                    shared,
+                    replier: Mutex::new(Some(replier)),
+                }));
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<FarmRequest>> {
+        self.recv(py, None)
+    }
+
+    /// Says DISCONNECT to the broker and stops the background thread.
+    fn close(&self, py: Python<'_>) {
+        let worker = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| drop(worker));
+    }
+}
+
+/// One request received by a `FarmWorker`.
+#[pyclass(module = "shmpool._shmpool", name = "FarmRequest")]
+pub struct FarmRequest {
+    parts: Mutex<Option<Vec<Part>>>,
+    shared: Vec<bool>,
+    replier: Mutex<Option<Replier>>,
+}
+
+#[pymethods]
+impl FarmRequest {
+    /// The parts (`bytes` or read-only NumPy arrays); can be taken once.
+    #[getter]
+    fn parts(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner()).take();
+        to_python(py, parts.ok_or_else(|| PyRuntimeError::new_err("the parts were already taken"))?)
+    }
+
+    /// Per part: whether it is read in place in a co-located client's shared-memory pool.
+    #[getter]
+    fn shared(&self) -> Vec<bool> {
+        self.shared.clone()
+    }
+
+    /// Answers the client with `parts` (once).
+    fn reply(&self, py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<()> {
+        let parts = to_parts(py, parts)?;
+        let replier = self.replier.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let replier = replier.ok_or_else(|| PyRuntimeError::new_err("this request was already answered"))?;
+        py.detach(|| replier.reply(&parts)).map_err(to_py)
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<FarmClient>()?;
+    m.add_class::<FarmWorker>()?;
+    m.add_class::<FarmRequest>()?;
+    m.add_class::<PartView>()?;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+"""shmpool.farm against the real broker and the Rust worker/client programs (crate
+shmpool-farm): a Python worker reads co-located clients' arrays in place, a Python client gets
+NumPy arrays back, refusals raise FarmError. The programs come from $SHMPOOL_FARM_BIN (a
+directory), else target/debug (`cargo build -p shmpool-farm`); without them the tests skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shmpool.farm import Client, FarmError, Worker
+
+REPO = Path(__file__).resolve().parents[3]
+BIN = Path(os.environ.get("SHMPOOL_FARM_BIN", REPO / "target" / "debug"))
+
+
+def program(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.skip(f"{path} is not built (cargo build -p shmpool-farm)")
+    return str(path)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A broker on an ipc endpoint, its pools and challenges in tmp_path; stopped with SIGTERM."""
+    endpoint = f"ipc://{tmp_path}/broker"
+    proc = subprocess.Popen(
+        [program("shmpool-broker"), "--bind", endpoint, "--shm-dir", str(tmp_path), "--queue-deadline-ms", "300"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "listening" in proc.stdout.readline()
+        yield endpoint, tmp_path
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def wait_workers(endpoint, service, n):
+    status = Client(endpoint, timeout=2.0, attempts=1, shm=False)
+    for _ in range(500):
+        s = json.loads(bytes(status.request("mmi.status", [])[0]))
+        if s["services"].get(service, {}).get("workers", 0) >= n:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"no {n} workers of {service}: {s}")
+
+
+def test_python_worker_reads_arrays_in_place_and_no_slot_is_held(broker):
+    endpoint, shm_dir = broker
+    worker = Worker(endpoint, "py", shm_dir=str(shm_dir))
+    seen = []
+
+    def serve():
+        for _ in range(1000):
+            request = worker.recv(timeout=30)
+            assert request is not None
+            parts = request.parts
+            seen.append((request.shared[2], isinstance(parts[2], np.ndarray), parts[2].flags.writeable))
+            request.reply([b"py"] + parts)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    wait_workers(endpoint, "py", 1)
+    out = subprocess.run(
+        [program("shmpool-farm-client"), "--connect", endpoint, "--service", "py", "--events", "1000",
+         "--planes", "1", "--side", "64", "--timeout-ms", "10000", "--shm-dir", str(shm_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    thread.join(timeout=30)
+    worker.close()
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert len(seen) == 1000
+    assert all(shared and is_array and not writeable for shared, is_array, writeable in seen)
+    assert result["shared_parts"] == 1000 and result["slots_held"] == 0, result
+
+
+def test_python_client_gets_numpy_arrays_back_from_a_rust_worker(broker):
+    endpoint, shm_dir = broker
+    worker = subprocess.Popen(
+        [program("shmpool-farm-worker"), "--connect", endpoint, "--service", "echo", "--tag", "rust",
+         "--shm-dir", str(shm_dir), "--report-shared"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_workers(endpoint, "echo", 1)
+        client = Client(endpoint, shm_dir=str(shm_dir))
+        for event in range(20):
+            plane = np.arange(512 * 512, dtype=np.float32).reshape(1, 1, 512, 512) + event
+            tag, name, meta, back, shared = client.request("echo", [b"plane0", '{"event": 1}', plane])
+            assert (tag, name, meta, shared) == (b"rust", b"plane0", b'{"event": 1}', b"shared")
+            assert back.dtype == np.float32 and back.shape == (1, 1, 512, 512)
+            assert np.array_equal(back, plane)
+        assert client.stats()["shared_parts"] == 20
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+
+
+def test_a_request_nobody_serves_raises_farm_error(broker):
+    endpoint, _ = broker
+    with pytest.raises(FarmError, match="503"):
+        Client(endpoint, shm=False).request("nobody", [b"x"])

@@ -1,0 +1,149 @@
+//! `shmpool-farm-client`: sends SSNet-style events (per plane: a name, a metadata string and a
+//! float32 array of 1×1×SIDE×SIDE) to a service, checks every reply (the worker's tag, then the
+//! echoed parts, or only the last plane with `shmpool-farm-worker --last-only`), and prints one
+//! JSON line of results: counts, events/s, round-trip p50/p99, how parts travelled. Used by the
+//! tests and the benchmark.
+
+use clap::Parser;
+use shmpool::DType;
+use shmpool_farm::{Client, ClientConfig, Part, ShmConfig};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "shmpool-farm-client", version)]
+struct Cli {
+    /// The broker's endpoint.
+    #[arg(long)]
+    connect: String,
+    #[arg(long, default_value = "echo")]
+    service: String,
+    /// Events to send.
+    #[arg(long, default_value_t = 100)]
+    events: u32,
+    /// Planes per event.
+    #[arg(long, default_value_t = 3)]
+    planes: u32,
+    /// Side of each (1, 1, SIDE, SIDE) float32 plane.
+    #[arg(long, default_value_t = 512)]
+    side: u64,
+    /// Expect only the last plane back (the worker runs with --last-only).
+    #[arg(long)]
+    last_only: bool,
+    /// Before sending, wait (≤ 30 s) until the service has this many workers.
+    #[arg(long, default_value_t = 0)]
+    wait_workers: u64,
+    #[arg(long, default_value_t = 2500)]
+    timeout_ms: u64,
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// Directory of pools and co-location challenges (default: $SHMPOOL_DIR, else /dev/shm).
+    #[arg(long)]
+    shm_dir: Option<std::path::PathBuf>,
+    /// Never use shared memory.
+    #[arg(long)]
+    no_shm: bool,
+}
+
+fn main() -> ExitCode {
+    match run(&Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmpool-farm-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let shm = ShmConfig { enabled: !cli.no_shm, directory: cli.shm_dir.clone(), ..ShmConfig::default() };
+    let config = ClientConfig {
+        timeout: Duration::from_millis(cli.timeout_ms),
+        attempts: cli.attempts,
+        shm,
+        ..ClientConfig::default()
+    };
+    let mut client = Client::connect(&cli.connect, config).map_err(|e| e.to_string())?;
+    if cli.wait_workers > 0 {
+        wait_workers(&cli.connect, &cli.service, cli.wait_workers)?;
+    }
+    let mut times = Vec::with_capacity(cli.events as usize);
+    let mut served_by: BTreeMap<String, u32> = BTreeMap::new();
+    for event in 0..cli.events {
+        let parts = make_event(event, cli.planes, cli.side);
+        let sent = Instant::now();
+        let reply = client.request(&cli.service, &parts).map_err(|e| format!("event {event}: {e}"))?;
+        times.push(sent.elapsed());
+        check(&parts, &reply, cli.last_only).map_err(|e| format!("event {event}: {e}"))?;
+        *served_by.entry(String::from_utf8_lossy(reply[0].data()).into_owned()).or_default() += 1;
+    }
+    // Events/s of one client: 1 / mean round trip (building events is not timed).
+    let elapsed: Duration = times.iter().sum();
+    times.sort();
+    let pct = |p: usize| times.get((times.len() * p / 100).min(times.len().saturating_sub(1))).copied();
+    let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64).unwrap_or(0);
+    let stats = client.stats();
+    let held = client.pool().map(|p| p.stats()).map(|s| s.slots - s.free).unwrap_or(0);
+    let out = serde_json::json!({
+        "events": cli.events,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "events_per_s": f64::from(cli.events) / elapsed.as_secs_f64(),
+        "p50_us": us(pct(50)),
+        "p99_us": us(pct(99)),
+        "shared_parts": stats.shared_parts,
+        "inline_parts": stats.inline_parts,
+        "resent_inline": stats.resent_inline,
+        "slots_held": held,
+        "served_by": served_by,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// One event: per plane a name, a metadata string and a (1, 1, side, side) float32 array.
+fn make_event(event: u32, planes: u32, side: u64) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for plane in 0..planes {
+        let n = (side * side) as u32;
+        let data: Vec<u8> = (0..n).flat_map(|i| ((i ^ event ^ plane << 20) as f32).to_ne_bytes()).collect();
+        parts.push(Part::bytes(format!("event{event}-plane{plane}")));
+        parts.push(Part::bytes(format!("{{\"event\": {event}, \"plane\": {plane}}}")));
+        parts.push(Part::array(DType::F32, &[1, 1, side, side], data));
+    }
+    parts
+}
+
+/// The reply is the tag, then every part (or only the last) as sent.
+fn check(sent: &[Part], reply: &[Part], last_only: bool) -> Result<(), String> {
+    let expected = if last_only { &sent[sent.len().saturating_sub(1)..] } else { sent };
+    if reply.len() != expected.len() + 1 {
+        return Err(format!("{} parts in the reply, expected {}", reply.len(), expected.len() + 1));
+    }
+    for (i, (got, want)) in reply[1..].iter().zip(expected).enumerate() {
+        let same_kind =
+            got.as_array().map(|a| (a.dtype, a.shape.clone())) == want.as_array().map(|a| (a.dtype, a.shape.clone()));
+        if !same_kind || got.data() != want.data() {
+            return Err(format!("part {i} of the reply differs from the request"));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the broker reports `n` workers of `service`.
+fn wait_workers(endpoint: &str, service: &str, n: u64) -> Result<(), String> {
+    let shm = ShmConfig { enabled: false, ..ShmConfig::default() };
+    let config = ClientConfig { timeout: Duration::from_secs(1), attempts: 1, shm, ..ClientConfig::default() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let mut client = Client::connect(endpoint, config.clone()).map_err(|e| e.to_string())?;
+        if let Ok(reply) = client.request("mmi.status", &[]) {
+            let status: serde_json::Value = serde_json::from_slice(reply[0].data()).unwrap_or_default();
+            if status["services"][service]["workers"].as_u64() >= Some(n) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("the broker did not report {n} workers of {service} within 30 s"))
+}

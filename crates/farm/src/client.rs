@@ -1,0 +1,199 @@
+//! A Majordomo client with Lazy Pirate retries: each attempt waits up to a timeout (2.5 s by
+//! default); after a timeout the socket is replaced (dropping any late reply) and the request
+//! sent again, up to a bounded number of attempts (3), then [`Error::NoReply`].
+//!
+//! On a new socket the client first tries the co-location proof ([`crate::colocation`]); once
+//! proven, array parts of at least [`ShmConfig::threshold`] bytes go as descriptors of slots of the
+//! client's own pool, which it keeps until the request ends. If the worker cannot map them (it
+//! answers 409), the same request is sent again at once with the bytes inline.
+//!
+//! ```no_run
+//! use shmpool_farm::{Client, ClientConfig, Part};
+//! let mut client = Client::connect("tcp://127.0.0.1:5555", ClientConfig::default())?;
+//! let reply = client.request("echo", &[Part::bytes("hello")])?;
+//! assert_eq!(reply[0].data(), b"hello");
+//! # Ok::<(), shmpool_farm::Error>(())
+//! ```
+
+use crate::colocation::{self, Proof};
+use crate::mdp::{self, Limits};
+use crate::part::Part;
+use crate::shm::{Outbox, Placed, ShmConfig};
+use crate::transport::{Context, Frame, Socket};
+use crate::{Error, Result};
+use std::time::{Duration, Instant};
+
+/// A client's settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// How long one attempt waits for the reply.
+    pub timeout: Duration,
+    /// Attempts per request (the first one included).
+    pub attempts: u32,
+    /// Size limits of a reply; bigger ones are dropped.
+    pub limits: Limits,
+    /// Shared memory with co-located workers.
+    pub shm: ShmConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_millis(2500),
+            attempts: 3,
+            limits: Limits::default(),
+            shm: ShmConfig::default(),
+        }
+    }
+}
+
+/// A client of a broker. Not thread-safe: one per thread.
+pub struct Client {
+    ctx: Context,
+    endpoint: String,
+    config: ClientConfig,
+    /// The current socket and whether it proved co-location.
+    socket: Option<(Socket, bool)>,
+    outbox: Outbox,
+    stats: ClientStats,
+}
+
+/// How a client's parts travelled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Parts sent as descriptors of shared-memory slots.
+    pub shared_parts: u64,
+    /// Parts sent as bytes.
+    pub inline_parts: u64,
+    /// Requests sent again inline because the worker could not map their descriptors.
+    pub resent_inline: u64,
+}
+
+impl Client {
+    /// A client of the broker at `endpoint` (connects lazily, at the first request).
+    pub fn connect(endpoint: &str, config: ClientConfig) -> Result<Client> {
+        if config.attempts == 0 {
+            return Err(Error::Invalid("a client needs at least one attempt".into()));
+        }
+        let outbox = Outbox::new(config.shm.clone());
+        Ok(Client {
+            ctx: Context::new(),
+            endpoint: endpoint.to_string(),
+            config,
+            socket: None,
+            outbox,
+            stats: Default::default(),
+        })
+    }
+
+    /// How parts travelled so far.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// The client's own pool, once an array went through shared memory.
+    pub fn pool(&self) -> Option<&shmpool::Pool> {
+        self.outbox.pool()
+    }
+
+    /// A connected socket, proven co-located or not; `None` if the broker did not answer in time.
+    fn open_socket(&self) -> Result<Option<(Socket, bool)>> {
+        let socket = self.ctx.dealer()?;
+        socket.connect(&self.endpoint)?;
+        if !self.config.shm.enabled {
+            return Ok(Some((socket, false)));
+        }
+        Ok(match colocation::prove(&socket, &self.config.shm.dir(), self.config.timeout) {
+            Proof::Proven => Some((socket, true)),
+            Proof::Refused => Some((socket, false)),
+            Proof::NoAnswer => None,
+        })
+    }
+
+    /// The request's frames: descriptors for the placed parts if `shared`, else bytes.
+    fn frames(&mut self, parts: &[Part], placed: Option<&[Option<Placed>]>) -> Vec<Frame> {
+        let mut frames = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            match placed.and_then(|p| p[i].as_ref()) {
+                Some(p) => {
+                    self.stats.shared_parts += 1;
+                    frames.push(Frame::from(&p.descriptor[..]));
+                }
+                None => {
+                    self.stats.inline_parts += 1;
+                    frames.push(part.to_frame());
+                }
+            }
+        }
+        frames
+    }
+
+    /// Sends `parts` to `service` and returns the reply's parts.
+    pub fn request(&mut self, service: &str, parts: &[Part]) -> Result<Vec<Part>> {
+        if service.is_empty() || service.len() > mdp::MAX_SERVICE {
+            return Err(Error::Invalid(format!("service name {service:?}: 1 to {} bytes", mdp::MAX_SERVICE)));
+        }
+        // Slots holding this request's arrays, kept until the request ends (also across retries).
+        let mut placed: Option<Vec<Option<Placed>>> = None;
+        let mut inline_only = false;
+        let mut attempt = 0;
+        while attempt < self.config.attempts {
+            let (socket, proven) = match self.socket.take() {
+                Some(s) => s,
+                None => match self.open_socket()? {
+                    Some(s) => s,
+                    None => {
+                        attempt += 1;
+                        continue;
+                    }
+                },
+            };
+            let shared = proven && !inline_only;
+            if shared && placed.is_none() {
+                placed = Some(parts.iter().map(|p| p.as_array().and_then(|a| self.outbox.place(a))).collect());
+            }
+            let frames = self.frames(parts, placed.as_deref().filter(|_| shared));
+            socket.send(mdp::client_request(service.as_bytes(), frames))?;
+            match self.wait_reply(&socket, service)? {
+                Some(Err(Error::Refused { code, .. })) if code == "409" && shared => {
+                    // The worker could not map our pool: the same request again, bytes inline.
+                    self.stats.resent_inline += 1;
+                    inline_only = true;
+                    self.socket = Some((socket, proven));
+                }
+                Some(reply) => {
+                    self.socket = Some((socket, proven));
+                    return reply;
+                }
+                // Timed out: this socket is dropped (Lazy Pirate), a late reply dies with it.
+                None => attempt += 1,
+            }
+        }
+        Err(Error::NoReply {
+            service: service.to_string(),
+            attempts: self.config.attempts,
+            timeout_ms: self.config.timeout.as_millis(),
+        })
+    }
+
+    /// Waits one attempt's time for a valid reply from `service`; malformed messages are skipped.
+    fn wait_reply(&self, socket: &Socket, service: &str) -> Result<Option<Result<Vec<Part>>>> {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !socket.wait_readable(left)? {
+                return Ok(None);
+            }
+            let Some(mut frames) = socket.try_recv()? else { continue };
+            let Ok((name, body)) = mdp::decode_client(&frames, &self.config.limits) else { continue };
+            if name != service.as_bytes() {
+                continue;
+            }
+            let body: Vec<_> = frames.drain(body).collect();
+            if let Some((code, reason)) = mdp::parse_error(&body) {
+                return Ok(Some(Err(Error::Refused { service: service.to_string(), code, reason })));
+            }
+            return Ok(Some(Ok(body.into_iter().map(Part::from_frame).collect())));
+        }
+    }
+}

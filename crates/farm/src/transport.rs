@@ -1,0 +1,187 @@
+//! The thin layer over the ZeroMQ binding (the `zmq` crate, libzmq 4.3): sockets that send and
+//! receive multi-frame messages as [`Frame`]s. Everything else in this crate uses only this module,
+//! so the binding can be swapped here.
+
+use std::ops::Deref;
+use std::time::Duration;
+
+/// One frame of a ZeroMQ message. Received frames keep libzmq's buffer (no copy); frames built
+/// from a `Vec<u8>` hand it to libzmq without a copy.
+pub struct Frame(zmq::Message);
+
+impl Frame {
+    /// An empty frame (the MDP delimiter).
+    pub fn empty() -> Frame {
+        Frame(zmq::Message::new())
+    }
+}
+
+impl Deref for Frame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for Frame {
+    fn from(bytes: Vec<u8>) -> Frame {
+        Frame(zmq::Message::from(bytes.into_boxed_slice()))
+    }
+}
+
+impl From<&[u8]> for Frame {
+    fn from(bytes: &[u8]) -> Frame {
+        Frame(zmq::Message::from(bytes))
+    }
+}
+
+impl From<&str> for Frame {
+    fn from(text: &str) -> Frame {
+        Frame(zmq::Message::from(text))
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frame({} bytes)", self.len())
+    }
+}
+
+/// A transport error (libzmq's errno and text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("zeromq: {0}")]
+pub struct TransportError(String);
+
+impl From<zmq::Error> for TransportError {
+    fn from(e: zmq::Error) -> Self {
+        TransportError(e.to_string())
+    }
+}
+
+/// A context: one per process is enough; sockets keep it alive.
+#[derive(Clone, Default)]
+pub struct Context(zmq::Context);
+
+impl Context {
+    pub fn new() -> Context {
+        Context(zmq::Context::new())
+    }
+
+    /// A ROUTER socket (the broker's). Unroutable replies are dropped silently, as MDP expects;
+    /// a reconnecting peer with the same identity takes over its old connection.
+    pub fn router(&self) -> Result<Socket, TransportError> {
+        let socket = self.socket(zmq::ROUTER)?;
+        socket.0.set_router_handover(true)?;
+        Ok(socket)
+    }
+
+    /// A DEALER socket (clients and workers).
+    pub fn dealer(&self) -> Result<Socket, TransportError> {
+        self.socket(zmq::DEALER)
+    }
+
+    /// A PAIR socket (between a worker's threads over `inproc://`).
+    pub fn pair(&self) -> Result<Socket, TransportError> {
+        self.socket(zmq::PAIR)
+    }
+
+    fn socket(&self, kind: zmq::SocketType) -> Result<Socket, TransportError> {
+        let socket = self.0.socket(kind)?;
+        // Closing never blocks on unsent messages: peers retry by protocol.
+        socket.set_linger(0)?;
+        Ok(Socket(socket))
+    }
+}
+
+/// A socket of one of the kinds above.
+pub struct Socket(zmq::Socket);
+
+/// Which of several sockets [`poll`] found readable.
+pub type Readable = Vec<bool>;
+
+impl Socket {
+    pub fn bind(&self, endpoint: &str) -> Result<(), TransportError> {
+        self.0.bind(endpoint).map_err(|e| TransportError(format!("bind {endpoint}: {e}")))
+    }
+
+    pub fn connect(&self, endpoint: &str) -> Result<(), TransportError> {
+        self.0.connect(endpoint).map_err(|e| TransportError(format!("connect {endpoint}: {e}")))
+    }
+
+    /// The endpoint actually bound last (resolves `tcp://127.0.0.1:*`).
+    pub fn last_endpoint(&self) -> Result<String, TransportError> {
+        self.0.get_last_endpoint()?.map_err(|_| TransportError("endpoint is not UTF-8".into()))
+    }
+
+    /// Sets this socket's routing identity (before connecting).
+    pub fn set_identity(&self, identity: &[u8]) -> Result<(), TransportError> {
+        Ok(self.0.set_identity(identity)?)
+    }
+
+    /// Frames larger than `bytes` are refused by libzmq itself (the peer is disconnected), before
+    /// they take memory here.
+    pub fn set_max_frame_size(&self, bytes: usize) -> Result<(), TransportError> {
+        Ok(self.0.set_maxmsgsize(i64::try_from(bytes).unwrap_or(i64::MAX))?)
+    }
+
+    /// Sends all frames as one message. A ROUTER drops a message to an unknown peer silently.
+    pub fn send(&self, frames: Vec<Frame>) -> Result<(), TransportError> {
+        let last = frames.len().saturating_sub(1);
+        for (i, frame) in frames.into_iter().enumerate() {
+            let flags = if i < last { zmq::SNDMORE } else { 0 };
+            self.0.send(frame.0, flags)?;
+        }
+        Ok(())
+    }
+
+    /// Receives one whole message, waiting for it.
+    pub fn recv(&self) -> Result<Vec<Frame>, TransportError> {
+        self.recv_flags(0)
+    }
+
+    /// Receives one whole message if one is queued now.
+    pub fn try_recv(&self) -> Result<Option<Vec<Frame>>, TransportError> {
+        match self.0.recv_msg(zmq::DONTWAIT) {
+            Ok(first) => self.recv_rest(first).map(Some),
+            Err(zmq::Error::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn recv_flags(&self, flags: i32) -> Result<Vec<Frame>, TransportError> {
+        let first = self.0.recv_msg(flags)?;
+        self.recv_rest(first)
+    }
+
+    fn recv_rest(&self, first: zmq::Message) -> Result<Vec<Frame>, TransportError> {
+        let mut frames = vec![Frame(first)];
+        // The rest of a message is already queued: libzmq delivers messages atomically.
+        while self.0.get_rcvmore()? {
+            frames.push(Frame(self.0.recv_msg(0)?));
+        }
+        Ok(frames)
+    }
+
+    /// Waits up to `timeout` until this socket has a message.
+    pub fn wait_readable(&self, timeout: Duration) -> Result<bool, TransportError> {
+        Ok(poll(&[self], timeout)?[0])
+    }
+}
+
+/// Waits up to `timeout` until one of `sockets` has a message; says which have.
+pub fn poll(sockets: &[&Socket], timeout: Duration) -> Result<Readable, TransportError> {
+    let mut items: Vec<_> = sockets.iter().map(|s| s.0.as_poll_item(zmq::POLLIN)).collect();
+    let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    // EINTR (a signal, e.g. SIGINT for a clean shutdown) is "nothing yet".
+    match zmq::poll(&mut items, ms) {
+        Ok(_) => Ok(items.iter().map(|i| i.is_readable()).collect()),
+        Err(zmq::Error::EINTR) => Ok(vec![false; sockets.len()]),
+        Err(e) => Err(e.into()),
+    }
+}
