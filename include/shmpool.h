@@ -271,6 +271,14 @@ typedef struct shmpool_stats {
      * Buffers reclaimed before every consumer saw them (drop-oldest).
      */
     uint64_t dropped;
+    /**
+     * `FUTEX_WAKE` system calls notifiers made (it stays put while nobody waits).
+     */
+    uint64_t wakes;
+    /**
+     * Producer and consumer places registered as blocked waiters.
+     */
+    uint32_t waiters;
 } shmpool_stats;
 
 #ifdef __cplusplus

@@ -64,7 +64,7 @@ impl Consumer {
     /// Receives the next buffer, waiting up to `timeout` (`None`: forever). After the pool is
     /// closed, returns what was still published, then [`Error::Closed`].
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<ReadBuf> {
-        self.place.pool.block_on(Event::Published, timeout, &self.spin, || self.attempt())
+        self.place.block_on(Event::Published, timeout, &self.spin, || self.attempt())
     }
 
     /// Receives the next buffer if one is published now.

@@ -509,12 +509,16 @@ impl View {
 
     pub fn notify_published(&self) {
         let control = self.control();
-        signaler::notify(&control.published_event, &control.consumers_waiting);
+        if signaler::notify(&control.published_event, &control.published_waiters) {
+            control.wakes.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn notify_freed(&self) {
         let control = self.control();
-        signaler::notify(&control.freed_event, &control.producers_waiting);
+        if signaler::notify(&control.freed_event, &control.freed_waiters) {
+            control.wakes.fetch_add(1, Relaxed);
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub mod model;
 mod registry;
 pub(crate) mod segment;
 pub mod slot_state;
+mod waiters;
 
 pub(crate) use blocking::{Attempt, Event};
 pub use directory::PoolEntry;
@@ -77,6 +78,8 @@ pub struct PeerInfo {
     pub count: u64,
     /// Buffers it missed (consumers of drop-oldest pools).
     pub dropped: u64,
+    /// Whether it is registered as blocked in `recv`/`acquire`.
+    pub waiting: bool,
 }
 
 /// A snapshot of a pool's state.
@@ -95,6 +98,10 @@ pub struct Stats {
     pub published: u64,
     pub dropped: u64,
     pub closed: bool,
+    /// Places registered as blocked waiters (a dead one is removed with its place).
+    pub waiters: u32,
+    /// `FUTEX_WAKE` system calls notifiers made so far: it stays put while nobody waits.
+    pub wakes: u64,
     pub peers: Vec<PeerInfo>,
 }
 
@@ -289,6 +296,8 @@ impl Inner {
             published: view.control().published.load(Relaxed),
             dropped: view.control().dropped.load(Relaxed),
             closed: self.is_closed(),
+            waiters: view.waiter_count(),
+            wakes: view.control().wakes.load(Relaxed),
             peers: Vec::new(),
         };
         for k in 0..g.slot_count as usize {
@@ -323,7 +332,8 @@ impl Inner {
                     Role::Producer => stats.producers += 1,
                 }
                 let alive = self.is_alive(role, place);
-                stats.peers.push(PeerInfo { role, place, pid, alive, count, dropped });
+                let waiting = view.is_waiting(role, place);
+                stats.peers.push(PeerInfo { role, place, pid, alive, count, dropped, waiting });
             }
         }
         stats

@@ -55,6 +55,10 @@ pub struct shmpool_stats {
     pub published: u64,
     /// Buffers reclaimed before every consumer saw them (drop-oldest).
     pub dropped: u64,
+    /// `FUTEX_WAKE` system calls notifiers made (it stays put while nobody waits).
+    pub wakes: u64,
+    /// Producer and consumer places registered as blocked waiters.
+    pub waiters: u32,
 }
 
 /// Optional directory argument: NULL means the default.
@@ -203,7 +207,7 @@ pub unsafe extern "C" fn shmpool_pool_stats(pool: *const shmpool_pool, out: *mut
         }
         put!(struct_size: size, slots: s.slots, free: s.free, writing: s.writing, ready: s.ready,
             reading: s.reading, consumers: s.consumers, producers: s.producers, closed: s.closed,
-            published: s.published, dropped: s.dropped);
+            published: s.published, dropped: s.dropped, wakes: s.wakes, waiters: s.waiters);
         Ok(())
     })
 }

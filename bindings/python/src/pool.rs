@@ -148,6 +148,8 @@ impl Pool {
         d.set_item("published", s.published)?;
         d.set_item("dropped", s.dropped)?;
         d.set_item("closed", s.closed)?;
+        d.set_item("waiters", s.waiters)?;
+        d.set_item("wakes", s.wakes)?;
         let peers = PyList::empty(py);
         for p in &s.peers {
             let peer = PyDict::new(py);
@@ -157,6 +159,7 @@ impl Pool {
             peer.set_item("alive", p.alive)?;
             peer.set_item("count", p.count)?;
             peer.set_item("dropped", p.dropped)?;
+            peer.set_item("waiting", p.waiting)?;
             peers.append(peer)?;
         }
         d.set_item("peers", peers)?;
