@@ -56,13 +56,15 @@ impl Consumer {
         match received {
             Received::Slot { slot, seq } => ReadBuf::new(self.place.clone(), slot, seq).map(Attempt::Ready),
             Received::Empty if closed => Err(Error::Closed),
+            Received::Empty if self.place.pool.orphaned_recently() => Err(Error::Orphaned),
             Received::Empty => Ok(Attempt::Pending),
             Received::Busy => Ok(Attempt::Busy),
         }
     }
 
     /// Receives the next buffer, waiting up to `timeout` (`None`: forever). After the pool is
-    /// closed, returns what was still published, then [`Error::Closed`].
+    /// closed, returns what was still published, then [`Error::Closed`]; if its creator died
+    /// without closing it and no producer is left, [`Error::Orphaned`] (within the lease).
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<ReadBuf> {
         self.place.block_on(Event::Published, timeout, &self.spin, || self.attempt())
     }

@@ -75,7 +75,8 @@ impl Place {
             let seen = waiter.observe();
             let nap = match attempt()? {
                 Attempt::Ready(v) => return Ok(v),
-                Attempt::Pending => pool.lease,
+                // Half a lease: an attempt then notices an orphaned pool within the lease.
+                Attempt::Pending => pool.lease / 2,
                 Attempt::Busy => Duration::from_micros(200),
             };
             waiter.sleep(seen, remaining.map_or(nap, |r| r.min(nap)));

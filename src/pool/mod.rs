@@ -24,6 +24,7 @@ pub(crate) mod layout;
 #[cfg(loom)]
 pub mod model;
 mod registry;
+mod restart;
 pub(crate) mod segment;
 pub mod slot_state;
 mod waiters;
@@ -58,10 +59,13 @@ pub(crate) struct Inner {
     name: String,
     segment: Segment,
     pub(crate) view: View,
-    creator: bool,
+    /// Whether this handle created the pool (or took an orphaned one over, see `restart`).
+    creator: AtomicBool,
     persistent: AtomicBool,
     lease: Duration,
     last_sweep: Mutex<Instant>,
+    /// When this handle last checked whether the pool is orphaned, and the answer.
+    orphan_check: Mutex<Option<(Instant, bool)>>,
 }
 
 /// One attached producer or consumer, as seen in [`Stats`].
@@ -98,6 +102,15 @@ pub struct Stats {
     pub published: u64,
     pub dropped: u64,
     pub closed: bool,
+    /// Whether the handle that created the pool (or took it over) is alive.
+    pub creator_alive: bool,
+    /// Whether some live process holds a producer place.
+    pub producer_alive: bool,
+    /// Whether the pool was persisted (it then outlives its creator).
+    pub persistent: bool,
+    /// Whether the pool is orphaned: not closed, not persisted, its creator gone and no live
+    /// producer left; consumers get [`crate::Error::Orphaned`] once drained.
+    pub orphaned: bool,
     /// Places registered as blocked waiters (a dead one is removed with its place).
     pub waiters: u32,
     /// `FUTEX_WAKE` system calls notifiers made so far: it stays put while nobody waits.
@@ -107,7 +120,9 @@ pub struct Stats {
 
 impl Pool {
     /// Creates a pool named `name` (see [`Config`] for where and how). A stale pool of that name,
-    /// one no live process has open, is replaced; a live one gives [`Error::AlreadyExists`].
+    /// one no live process has open, is removed first and replaced; an orphaned one (its creator
+    /// died without closing it) is taken over or replaced (see [`Error::Orphaned`]); a live one
+    /// gives [`Error::AlreadyExists`].
     pub fn create(name: &str, config: &Config) -> Result<Pool> {
         let name = segment::check_name(name)?;
         let lease_ns = u64::try_from(config.lease.as_nanos()).unwrap_or(u64::MAX).max(1_000_000);
@@ -121,6 +136,9 @@ impl Pool {
         )?;
         let dir = resolve_dir(config.directory.as_deref());
         let path = segment::path_for(&dir, name);
+        if let Some(pool) = restart::prepare_name(&path, name, &geometry)? {
+            return Ok(pool);
+        }
         let segment = Segment::create(&path, name, &geometry, config.permissions, |base| {
             // SAFETY: `base` maps `geometry.total` zeroed bytes that no other process can see yet.
             let view = unsafe { View::new(base, geometry) };
@@ -153,12 +171,13 @@ impl Pool {
                 name: name.to_string(),
                 segment,
                 view,
-                creator,
+                creator: AtomicBool::new(creator),
                 persistent: AtomicBool::new(false),
                 lease: Duration::from_nanos(geometry.lease_ns),
                 last_sweep: Mutex::new(
                     Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now),
                 ),
+                orphan_check: Mutex::new(None),
             }),
         }
     }
@@ -243,6 +262,8 @@ impl Pool {
     /// Keeps the pool (and its name) after this creator handle goes away.
     pub fn persist(&self) {
         self.inner.persistent.store(true, Relaxed);
+        // Shared, so consumers know the pool is not orphaned when its creator goes.
+        self.inner.view.control().persistent.store(1, Release);
     }
 
     /// Removes dead peers now: frees their slots and their holds. Returns how many were removed.
@@ -296,6 +317,10 @@ impl Inner {
             published: view.control().published.load(Relaxed),
             dropped: view.control().dropped.load(Relaxed),
             closed: self.is_closed(),
+            creator_alive: self.creator_alive(),
+            producer_alive: self.producer_alive(),
+            persistent: self.is_persistent(),
+            orphaned: self.is_orphaned(),
             waiters: view.waiter_count(),
             wakes: view.control().wakes.load(Relaxed),
             peers: Vec::new(),
@@ -342,7 +367,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if self.creator && !self.persistent.load(Relaxed) && !self.is_closed() {
+        if self.creator.load(Relaxed) && !self.persistent.load(Relaxed) && !self.is_closed() {
             self.close();
         }
     }

@@ -122,6 +122,37 @@ impl Pool {
         Ok(Pool { inner: Mutex::new(Some(pool)), creator: false })
     }
 
+    /// Closes the pool `name` for its users and removes its name, live peers or not.
+    #[staticmethod]
+    #[pyo3(signature = (name, directory=None))]
+    fn remove(py: Python<'_>, name: &str, directory: Option<PathBuf>) -> PyResult<()> {
+        py.detach(|| shmpool::Pool::remove(name, directory.as_deref())).map_err(to_py)
+    }
+
+    /// Removes the pool files no live process has open; returns the names removed.
+    #[staticmethod]
+    #[pyo3(signature = (directory=None))]
+    fn gc(py: Python<'_>, directory: Option<PathBuf>) -> PyResult<Vec<String>> {
+        py.detach(|| shmpool::Pool::gc(directory.as_deref())).map_err(to_py)
+    }
+
+    /// The pools of a directory: a list of dicts (name, path, size, in_use), sorted by name.
+    #[staticmethod]
+    #[pyo3(signature = (directory=None))]
+    fn list<'py>(py: Python<'py>, directory: Option<PathBuf>) -> PyResult<Bound<'py, PyList>> {
+        let entries = py.detach(|| shmpool::Pool::list(directory.as_deref())).map_err(to_py)?;
+        let list = PyList::empty(py);
+        for e in entries {
+            let d = PyDict::new(py);
+            d.set_item("name", e.name)?;
+            d.set_item("path", e.path)?;
+            d.set_item("size", e.size)?;
+            d.set_item("in_use", e.in_use)?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
     /// A new producer of this pool.
     fn producer(&self) -> PyResult<Producer> {
         let producer = self.get()?.producer().map_err(to_py)?;
@@ -148,6 +179,10 @@ impl Pool {
         d.set_item("published", s.published)?;
         d.set_item("dropped", s.dropped)?;
         d.set_item("closed", s.closed)?;
+        d.set_item("creator_alive", s.creator_alive)?;
+        d.set_item("producer_alive", s.producer_alive)?;
+        d.set_item("persistent", s.persistent)?;
+        d.set_item("orphaned", s.orphaned)?;
         d.set_item("waiters", s.waiters)?;
         d.set_item("wakes", s.wakes)?;
         let peers = PyList::empty(py);

@@ -21,6 +21,7 @@ from ._errors import (
     InsufficientSpace,
     InvalidArgument,
     IOFailure,
+    Orphaned,
     PoolExists,
     PoolNotFound,
     ProtocolError,

@@ -40,8 +40,9 @@ class Pool:
         directory: Optional[_Path] = None,
         permissions: int = 0o600,
     ) -> Pool:
-        """Creates a pool; a stale one of that name (no live process has it open) is replaced.
-        Raises PoolExists if a live one exists."""
+        """Creates a pool; a stale one of that name (no live process has it open) is replaced,
+        an orphaned one (its creator died without closing it) taken over (same configuration)
+        or replaced. Raises PoolExists if a live one exists."""
     @staticmethod
     def open(name: str, directory: Optional[_Path] = None) -> Pool:
         """Opens a pool (directory None: $SHMPOOL_DIR, else /dev/shm). Raises PoolNotFound."""
@@ -50,7 +51,18 @@ class Pool:
         """In broadcast mode the consumer receives what is published from now on."""
     def stats(self) -> dict[str, Any]:
         """slots, free, writing, ready, reading, producers, consumers, published, dropped,
-        closed, and peers (a list of dicts: role, place, pid, alive, count, dropped)."""
+        closed, creator_alive, producer_alive, persistent, orphaned, waiters (places blocked),
+        wakes (wake system calls made), and peers (a list of dicts: role, place, pid, alive,
+        count, dropped, waiting)."""
+    @staticmethod
+    def remove(name: str, directory: Optional[_Path] = None) -> None:
+        """Closes the pool for its users and removes its name, live peers or not."""
+    @staticmethod
+    def gc(directory: Optional[_Path] = None) -> list[str]:
+        """Removes the pool files no live process has open; returns the names removed."""
+    @staticmethod
+    def list(directory: Optional[_Path] = None) -> list[dict[str, Any]]:
+        """The pools of a directory: dicts of name, path, size, in_use."""
     def close(self) -> None:
         """The creating handle closes the pool for everyone and removes its name; an opened
         handle only lets go of itself. Live buffers keep their mapping either way."""
