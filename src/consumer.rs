@@ -183,8 +183,8 @@ impl Deref for ReadBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: we hold a reading bit, so no well-behaved producer reuses the slot; `len` was
-        // checked against the slot size; the mapping lives as long as `place`.
-        unsafe { std::slice::from_raw_parts(self.place.pool.view.data_ptr(self.slot), self.len) }
+        // checked against the slot size; the read-only mapping lives as long as `place`.
+        unsafe { std::slice::from_raw_parts(self.place.pool.read_only.slot(self.slot), self.len) }
     }
 }
 

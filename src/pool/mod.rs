@@ -23,6 +23,7 @@ pub(crate) mod exchange;
 pub(crate) mod layout;
 #[cfg(loom)]
 pub mod model;
+mod readonly;
 mod registry;
 mod restart;
 pub(crate) mod segment;
@@ -59,6 +60,8 @@ pub(crate) struct Inner {
     name: String,
     segment: Segment,
     pub(crate) view: View,
+    /// The slot data again, read-only: what received buffers point into.
+    pub(crate) read_only: readonly::ReadOnlyData,
     /// Whether this handle created the pool (or took an orphaned one over, see `restart`).
     creator: AtomicBool,
     persistent: AtomicBool,
@@ -146,7 +149,7 @@ impl Pool {
             // SAFETY: the header lies at the start of the mapping.
             geometry.write_header(unsafe { &*(base as *const Header) });
         })?;
-        Ok(Pool::from_segment(name, segment, geometry, true))
+        Pool::from_segment(name, segment, geometry, true)
     }
 
     /// Opens the pool `name` in `$SHMPOOL_DIR` (default `/dev/shm`).
@@ -159,18 +162,20 @@ impl Pool {
         let name = segment::check_name(name)?;
         let path = segment::path_for(&resolve_dir(directory), name);
         let (segment, geometry) = Segment::open(&path, name)?;
-        Ok(Pool::from_segment(name, segment, geometry, false))
+        Pool::from_segment(name, segment, geometry, false)
     }
 
-    fn from_segment(name: &str, segment: Segment, geometry: Geometry, creator: bool) -> Pool {
+    fn from_segment(name: &str, segment: Segment, geometry: Geometry, creator: bool) -> Result<Pool> {
         // SAFETY: the segment maps `geometry.total` bytes (checked by create/open) and lives in the
         // same Inner as the view, so it outlives it.
         let view = unsafe { View::new(segment.base(), geometry) };
-        Pool {
+        let read_only = readonly::ReadOnlyData::map(segment.fd(), &geometry)?;
+        Ok(Pool {
             inner: Arc::new(Inner {
                 name: name.to_string(),
                 segment,
                 view,
+                read_only,
                 creator: AtomicBool::new(creator),
                 persistent: AtomicBool::new(false),
                 lease: Duration::from_nanos(geometry.lease_ns),
@@ -179,7 +184,7 @@ impl Pool {
                 ),
                 orphan_check: Mutex::new(None),
             }),
-        }
+        })
     }
 
     /// A new producer of this pool.
@@ -240,6 +245,12 @@ impl Pool {
     /// The address range of this process's mapping of the pool (for zero-copy checks).
     pub fn mapping(&self) -> (*const u8, usize) {
         (self.inner.segment.base(), self.inner.view.geometry.total as usize)
+    }
+
+    /// The address range of this process's read-only mapping of the slot data, where received
+    /// buffers lie (a write through one faults).
+    pub fn read_mapping(&self) -> (*const u8, usize) {
+        self.inner.read_only.range()
     }
 
     /// Where slot `slot`'s payload (`slot_size()` bytes) starts in this process's mapping, or `None`

@@ -74,7 +74,7 @@ pub(super) fn prepare_name(path: &Path, name: &str, geometry: &Geometry) -> Resu
             Err(Error::Corrupted(_)) => return Err(exists()),
             Err(e) => return Err(e),
         };
-        let old = Pool::from_segment(name, old_segment, old_geometry, false);
+        let old = Pool::from_segment(name, old_segment, old_geometry, false)?;
         if !old.inner.is_orphaned() {
             return Err(exists());
         }

@@ -270,6 +270,13 @@ impl Pool {
         Ok((ptr as usize, len))
     }
 
+    /// `(address, length)` of this process's read-only mapping of the slot data, where received
+    /// buffers lie.
+    fn _read_mapping_range(&self) -> PyResult<(usize, usize)> {
+        let (ptr, len) = self.get()?.read_mapping();
+        Ok((ptr as usize, len))
+    }
+
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
