@@ -354,3 +354,18 @@ fn demo_for_one_second_prints_the_table_and_cleans_up() {
     }
     assert!(dir.entries().is_empty(), "demo left {:?}", dir.entries());
 }
+
+/// 300 random SIGKILLs, SIGTERMs and SIGSTOP/SIGCONTs of the peers of four pools (every mode and
+/// overflow policy), including during create, open, gc and creator restarts: afterwards the pools
+/// move on, and once all peers are gone nothing is held, no waiter is registered, gc leaves no file.
+#[test]
+fn chaos_300_kills_leave_nothing_behind() {
+    let dir = TestDir::new("chaos");
+    let started = Instant::now();
+    let out = dir.run(&["chaos", "ch", "--kills", "300", "--seed", "14"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "chaos failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("300 signals") && text.contains("gc left no file"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(60), "chaos took {:?}", started.elapsed());
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
