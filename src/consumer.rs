@@ -190,7 +190,9 @@ impl Deref for ReadBuf {
 
 impl Drop for ReadBuf {
     fn drop(&mut self) {
-        self.place.pool.view.release(self.slot, self.place.index);
+        if self.place.pool.is_intact() {
+            self.place.pool.view.release(self.slot, self.place.index);
+        }
     }
 }
 

@@ -223,7 +223,7 @@ impl DerefMut for WriteBuf {
 
 impl Drop for WriteBuf {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && self.place.pool.is_intact() {
             self.view().abort(self.slot);
         }
     }

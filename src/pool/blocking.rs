@@ -80,6 +80,8 @@ impl Place {
                 Attempt::Busy => Duration::from_micros(200),
             };
             waiter.sleep(seen, remaining.map_or(nap, |r| r.min(nap)));
+            // Before touching the segment again: was the file shrunk while we slept?
+            pool.check_intact()?;
             if last_check.elapsed() >= pool.lease {
                 last_check = Instant::now();
                 pool.sweep_if_due();

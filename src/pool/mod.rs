@@ -28,6 +28,7 @@ mod registry;
 mod restart;
 pub(crate) mod segment;
 pub mod slot_state;
+mod truncation;
 mod waiters;
 
 pub(crate) use blocking::{Attempt, Event};
@@ -69,6 +70,8 @@ pub(crate) struct Inner {
     last_sweep: Mutex<Instant>,
     /// When this handle last checked whether the pool is orphaned, and the answer.
     orphan_check: Mutex<Option<(Instant, bool)>>,
+    /// Set when this handle found the file shrunk under it (see `truncation`).
+    truncated: AtomicBool,
 }
 
 /// One attached producer or consumer, as seen in [`Stats`].
@@ -183,6 +186,7 @@ impl Pool {
                     Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now),
                 ),
                 orphan_check: Mutex::new(None),
+                truncated: AtomicBool::new(false),
             }),
         })
     }
@@ -378,7 +382,11 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if self.creator.load(Relaxed) && !self.persistent.load(Relaxed) && !self.is_closed() {
+        if self.check_intact().is_ok()
+            && self.creator.load(Relaxed)
+            && !self.persistent.load(Relaxed)
+            && !self.is_closed()
+        {
             self.close();
         }
     }

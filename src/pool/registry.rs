@@ -105,7 +105,9 @@ pub(crate) struct Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.role.clean(&self.pool.view, self.index);
+        if self.pool.check_intact().is_ok() {
+            self.role.clean(&self.pool.view, self.index);
+        }
         liveness::unlock(self.fd.as_fd(), self.role.lock_byte(self.index));
     }
 }

@@ -105,6 +105,11 @@ impl Segment {
         self.fd.as_fd()
     }
 
+    /// The file's current size (`None` if `fstat` fails).
+    pub fn len_on_disk(&self) -> Option<u64> {
+        file_id(self.fd()).ok().map(|(_, _, size)| size)
+    }
+
     /// A new open file description of the same file, for a peer's own liveness lock.
     pub fn reopen(&self) -> Result<OwnedFd> {
         #[cfg(target_os = "linux")]

@@ -109,7 +109,7 @@ impl Drop for Registration<'_> {
         let place = self.place;
         let mut counts = place.waits.lock().unwrap_or_else(|e| e.into_inner());
         counts[self.event.slot()] -= 1;
-        if counts[self.event.slot()] == 0 {
+        if counts[self.event.slot()] == 0 && place.pool.is_intact() {
             place.pool.view.set_waiting(place.role, place.index, self.event, false);
         }
     }
