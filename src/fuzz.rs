@@ -17,6 +17,12 @@ const OPS: usize = 24;
 
 /// Runs one input. Panics only if the library does.
 pub fn segment(input: &[u8]) {
+    run(input);
+    // Every pool of the input is gone by now: leave no directory behind either.
+    let _ = std::fs::remove_dir(dir());
+}
+
+fn run(input: &[u8]) {
     let (&flags, bytes) = input.split_first().unwrap_or((&0, &[]));
     let config = Config::new(4, 4096)
         .mode(if flags & 1 != 0 { Mode::WorkQueue } else { Mode::Broadcast })
@@ -63,6 +69,8 @@ pub fn seed(flags: u8) -> Vec<u8> {
     let skip = size_of::<crate::pool::layout::Header>();
     let mut input = vec![flags];
     input.extend_from_slice(&state[skip..]);
+    drop((held, consumer, producer, pool));
+    let _ = std::fs::remove_dir(dir());
     input
 }
 
