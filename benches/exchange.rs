@@ -15,7 +15,7 @@ use shmpool::__private::notify;
 use shmpool::{Config, DType, Mode, Pool};
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 /// A private directory for the benchmark's pools, removed at the end.
@@ -133,11 +133,11 @@ fn path(c: &mut Criterion) {
 fn signaler(c: &mut Criterion) {
     let mut group = c.benchmark_group("signaler");
     let event = AtomicU32::new(0);
-    let nobody = AtomicU32::new(0);
+    let nobody = AtomicU64::new(0);
     group.bench_function("post_no_waiter", |b| b.iter(|| notify(black_box(&event), black_box(&nobody))));
     // A registered waiter that is not asleep: the post bumps the word and makes the FUTEX_WAKE
     // system call (which finds nobody to wake): the cost a producer pays whenever a consumer waits.
-    let somebody = AtomicU32::new(1);
+    let somebody = AtomicU64::new(1);
     group.bench_function("post_with_waiter", |b| b.iter(|| notify(black_box(&event), black_box(&somebody))));
     group.finish();
 }

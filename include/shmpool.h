@@ -89,6 +89,11 @@ enum shmpool_status
      * The operation is not allowed for this handle.
      */
     SHMPOOL_UNSUPPORTED = 12,
+    /**
+     * The pool's creator died without closing it and no producer is left (consumers get this
+     * once drained; a creator restarting with the same configuration takes the pool over).
+     */
+    SHMPOOL_ORPHANED = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -271,6 +276,30 @@ typedef struct shmpool_stats {
      * Buffers reclaimed before every consumer saw them (drop-oldest).
      */
     uint64_t dropped;
+    /**
+     * `FUTEX_WAKE` system calls notifiers made (it stays put while nobody waits).
+     */
+    uint64_t wakes;
+    /**
+     * Producer and consumer places registered as blocked waiters.
+     */
+    uint32_t waiters;
+    /**
+     * Whether the handle that created the pool (or took it over) is alive.
+     */
+    bool creator_alive;
+    /**
+     * Whether some live process holds a producer place.
+     */
+    bool producer_alive;
+    /**
+     * Whether the pool was persisted.
+     */
+    bool persistent;
+    /**
+     * Whether the pool is orphaned (creator dead, not persisted, no live producer).
+     */
+    bool orphaned;
 } shmpool_stats;
 
 #ifdef __cplusplus

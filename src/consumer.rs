@@ -56,15 +56,17 @@ impl Consumer {
         match received {
             Received::Slot { slot, seq } => ReadBuf::new(self.place.clone(), slot, seq).map(Attempt::Ready),
             Received::Empty if closed => Err(Error::Closed),
+            Received::Empty if self.place.pool.orphaned_recently() => Err(Error::Orphaned),
             Received::Empty => Ok(Attempt::Pending),
             Received::Busy => Ok(Attempt::Busy),
         }
     }
 
     /// Receives the next buffer, waiting up to `timeout` (`None`: forever). After the pool is
-    /// closed, returns what was still published, then [`Error::Closed`].
+    /// closed, returns what was still published, then [`Error::Closed`]; if its creator died
+    /// without closing it and no producer is left, [`Error::Orphaned`] (within the lease).
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<ReadBuf> {
-        self.place.pool.block_on(Event::Published, timeout, &self.spin, || self.attempt())
+        self.place.block_on(Event::Published, timeout, &self.spin, || self.attempt())
     }
 
     /// Receives the next buffer if one is published now.
@@ -181,14 +183,16 @@ impl Deref for ReadBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: we hold a reading bit, so no well-behaved producer reuses the slot; `len` was
-        // checked against the slot size; the mapping lives as long as `place`.
-        unsafe { std::slice::from_raw_parts(self.place.pool.view.data_ptr(self.slot), self.len) }
+        // checked against the slot size; the read-only mapping lives as long as `place`.
+        unsafe { std::slice::from_raw_parts(self.place.pool.read_only.slot(self.slot), self.len) }
     }
 }
 
 impl Drop for ReadBuf {
     fn drop(&mut self) {
-        self.place.pool.view.release(self.slot, self.place.index);
+        if self.place.pool.is_intact() {
+            self.place.pool.view.release(self.slot, self.place.index);
+        }
     }
 }
 

@@ -30,6 +30,13 @@ pub enum Error {
     /// The pool was closed by its creator (consumers first drain what was published).
     #[error("pool is closed")]
     Closed,
+    /// The pool's creator died without closing it (it was not persisted) and no live producer is
+    /// left: consumers get this once they drained what was published. The handle stays usable: if
+    /// a producer restarts and creates the pool again with the same configuration it takes the
+    /// pool over and `recv` delivers again; with another configuration the old pool is closed
+    /// ([`Error::Closed`]) and consumers reopen the name.
+    #[error("the pool's creator died without closing it and no producer is left (wait for a restart, or reopen)")]
+    Orphaned,
     /// The segment holds something that is not a valid shmpool pool or state.
     #[error("corrupted pool: {0}")]
     Corrupted(String),

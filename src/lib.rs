@@ -27,6 +27,7 @@ mod config;
 mod consumer;
 mod dtype;
 mod error;
+mod fuzz;
 mod liveness;
 mod pool;
 mod producer;
@@ -51,6 +52,8 @@ pub mod __private {
     pub use crate::pool::model;
     pub use crate::pool::slot_state;
 
+    /// The segment fuzzing harness (fuzz target and `tests/segment_fuzz.rs`).
+    pub use crate::fuzz::{seed as fuzz_seed, segment as fuzz_segment};
     pub use crate::signaler::futex;
     /// The Signaler's post (for the criterion benchmarks in benches/exchange.rs).
     pub use crate::signaler::notify;

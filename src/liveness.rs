@@ -34,6 +34,11 @@ pub(crate) fn producer_byte(p: usize) -> u64 {
     1 + crate::pool::layout::MAX_CONSUMERS as u64 + p as u64
 }
 
+/// Byte locked (exclusively) by the handle that created the pool, while it lives: a pool whose
+/// creator is gone without closing it, and that was not persisted, is orphaned.
+pub(crate) const CREATOR_BYTE: u64 =
+    1 + crate::pool::layout::MAX_CONSUMERS as u64 + crate::pool::layout::MAX_PRODUCERS as u64;
+
 #[cfg(target_os = "linux")]
 const SETLK: libc::c_int = libc::F_OFD_SETLK;
 #[cfg(target_os = "linux")]

@@ -80,7 +80,7 @@ impl Producer {
     /// Takes a free slot, waiting up to `timeout` (`None`: forever). Under drop-oldest overflow it
     /// reclaims the oldest published buffer nobody is reading instead of waiting.
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<WriteBuf> {
-        self.place.pool.block_on(Event::Freed, timeout, &self.spin, || {
+        self.place.block_on(Event::Freed, timeout, &self.spin, || {
             Ok(match self.attempt()? {
                 Some(buf) => Attempt::Ready(buf),
                 None => Attempt::Pending,
@@ -226,7 +226,7 @@ impl DerefMut for WriteBuf {
 
 impl Drop for WriteBuf {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && self.place.pool.is_intact() {
             self.view().abort(self.slot);
         }
     }

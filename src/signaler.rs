@@ -1,6 +1,6 @@
 //! Waiting without burning CPU: producers for a free slot, consumers for a publication.
 //!
-//! An event is a 32-bit futex word in shared memory plus a count of waiters. A waiter registers,
+//! An event is a 32-bit futex word in shared memory plus a mask of waiters. A waiter registers,
 //! re-checks its condition, and sleeps on the word; a notifier changes the shared state and, only
 //! if somebody waits, bumps the word and wakes the sleepers. Publishing with nobody waiting thus costs
 //! one fence and one load, no system call. The futex operations are the *shared* (not private) ones,
@@ -24,39 +24,40 @@
 //! assert!(started.elapsed() >= std::time::Duration::from_millis(20));
 //! ```
 
-use crate::sync::{fence, AtomicU32, Ordering::*};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-/// Wakes the waiters of `event`, if any. The caller's state change must be a `SeqCst`
-/// read-modify-write: with this `SeqCst` load and the waiter's `SeqCst` fence it forms the
-/// store-buffering pattern in which either we see the waiter or the waiter sees the new state.
+/// Wakes the waiters of `event`, if any (`waiters`: a mask of the places waiting, see
+/// `pool::waiters`). Returns whether it made the wake system call. The caller's state change must
+/// be a `SeqCst` read-modify-write: with this `SeqCst` load and the waiter's `SeqCst` fence it forms
+/// the store-buffering pattern in which either we see the waiter or the waiter sees the new state.
 /// (On x86 the locked instruction the state change needs anyway is the only barrier paid.)
 #[inline]
-pub fn notify(event: &AtomicU32, waiting: &AtomicU32) {
-    if waiting.load(SeqCst) != 0 {
-        event.fetch_add(1, Release);
-        wake_all(event);
+pub fn notify(event: &AtomicU32, waiters: &AtomicU64) -> bool {
+    if waiters.load(SeqCst) == 0 {
+        return false;
     }
+    event.fetch_add(1, Release);
+    wake_all(event);
+    true
 }
 
-/// A registration as a waiter on an event, kept for a whole blocking call (dropping it
-/// unregisters): after a wake-up the caller re-reads the event and retries without registering
-/// again, so a wake costs no extra writes to the shared waiter count.
+/// Sleeping on an event, for a caller that has registered as its waiter and stays registered for
+/// a whole blocking call: after a wake-up it re-reads the event and retries without registering
+/// again, so a wake costs no extra writes to shared memory.
 pub(crate) struct Waiter<'a> {
-    waiting: &'a AtomicU32,
     event: &'a AtomicU32,
 }
 
 impl<'a> Waiter<'a> {
-    /// Registers. Each round the caller then reads [`Waiter::observe`], re-checks its condition,
-    /// and passes what it observed to [`Waiter::sleep`].
-    pub fn register(event: &'a AtomicU32, waiting: &'a AtomicU32) -> Self {
-        waiting.fetch_add(1, SeqCst);
+    /// To be made just after registering. Each round the caller then reads [`Waiter::observe`],
+    /// re-checks its condition, and passes what it observed to [`Waiter::sleep`].
+    pub fn registered(event: &'a AtomicU32) -> Self {
         // Pairs with `notify` (see there): the waiter, on the slow path, pays for the fence.
         // Either the notifier saw this registration, and bumps the event after its state change
         // (so `sleep` returns at once, or is woken), or the re-check after this fence sees the change.
         fence(SeqCst);
-        Waiter { waiting, event }
+        Waiter { event }
     }
 
     /// The event's value, to be read before re-checking the condition.
@@ -68,12 +69,6 @@ impl<'a> Waiter<'a> {
     /// wake-ups are possible).
     pub fn sleep(&self, seen: u32, timeout: Duration) {
         wait_on(self.event, seen, timeout);
-    }
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        self.waiting.fetch_sub(1, Relaxed);
     }
 }
 

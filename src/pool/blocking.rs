@@ -1,7 +1,7 @@
 //! The one blocking loop behind `acquire` and `recv`: try, spin within the budget, then sleep on
 //! the Signaler's event, sweeping dead peers once a lease, until ready or out of time.
 
-use super::Inner;
+use super::Place;
 use crate::signaler::{Spin, Waiter};
 use crate::{Error, Result};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ pub(crate) enum Event {
     Freed,
 }
 
-impl Inner {
+impl Place {
     /// Runs `attempt` until it is ready, sleeping on `event` between tries, spinning first within
     /// `spin`'s budget, sweeping dead peers every lease, for at most `timeout` (`None`: no limit).
     pub(crate) fn block_on<T>(
@@ -32,11 +32,12 @@ impl Inner {
         spin: &Spin,
         mut attempt: impl FnMut() -> Result<Attempt<T>>,
     ) -> Result<T> {
+        let pool = &self.pool;
         if let Attempt::Ready(v) = attempt()? {
             return Ok(v);
         }
         // Not ready at once: a dead peer may be what holds us up, so check (at most once a lease).
-        if self.sweep_if_due() {
+        if pool.sweep_if_due() {
             if let Attempt::Ready(v) = attempt()? {
                 return Ok(v);
             }
@@ -56,11 +57,12 @@ impl Inner {
             Some(Err(())) => return Err(failure.unwrap_or(Error::Closed)),
             None => {}
         }
-        let control = self.view.control();
-        let waiter = match event {
-            Event::Published => Waiter::register(&control.published_event, &control.consumers_waiting),
-            Event::Freed => Waiter::register(&control.freed_event, &control.producers_waiting),
-        };
+        let control = pool.view.control();
+        let _registration = self.register_waiter(event);
+        let waiter = Waiter::registered(match event {
+            Event::Published => &control.published_event,
+            Event::Freed => &control.freed_event,
+        });
         let mut last_check = start;
         loop {
             let remaining = match timeout {
@@ -73,13 +75,16 @@ impl Inner {
             let seen = waiter.observe();
             let nap = match attempt()? {
                 Attempt::Ready(v) => return Ok(v),
-                Attempt::Pending => self.lease,
+                // Half a lease: an attempt then notices an orphaned pool within the lease.
+                Attempt::Pending => pool.lease / 2,
                 Attempt::Busy => Duration::from_micros(200),
             };
             waiter.sleep(seen, remaining.map_or(nap, |r| r.min(nap)));
-            if last_check.elapsed() >= self.lease {
+            // Before touching the segment again: was the file shrunk while we slept?
+            pool.check_intact()?;
+            if last_check.elapsed() >= pool.lease {
                 last_check = Instant::now();
-                self.sweep_if_due();
+                pool.sweep_if_due();
             }
         }
     }

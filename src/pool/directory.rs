@@ -49,7 +49,7 @@ impl Pool {
             let Some(name) = file_name.to_str() else { continue };
             let ours =
                 name.starts_with(segment::PREFIX) || (name.starts_with(segment::TEMP_PREFIX) && name.ends_with(".tmp"));
-            if ours && !segment::in_use(&entry.path()).unwrap_or(true) && std::fs::remove_file(entry.path()).is_ok() {
+            if ours && segment::remove_if_unused(&entry.path()).unwrap_or(false) {
                 removed.push(name.strip_prefix(segment::PREFIX).unwrap_or(name).to_string());
             }
         }

@@ -27,8 +27,13 @@ use crate::{Error, Result};
 pub(crate) const SEQ_NONE: u64 = u64::MAX;
 
 /// How many times a compare-and-swap loop retries before the pool is deemed corrupted: far more than
-/// any honest contention produces, and it turns a hostile livelock into an error.
-const MAX_RETRIES: u32 = 1 << 20;
+/// any honest contention produces (a lagging consumer skips at most a ring's length, 4096 entries),
+/// and it turns a hostile livelock into an error in milliseconds (the segment fuzzer hits it).
+#[cfg(not(fuzzing))]
+const MAX_RETRIES: u32 = 1 << 16;
+/// Under cargo-fuzz (`--cfg fuzzing`): small, so the many inputs that exhaust it stay fast.
+#[cfg(fuzzing)]
+const MAX_RETRIES: u32 = 1 << 8;
 
 /// Pointers into one pool's shared state. All pointers stay valid while the owner of the mapping
 /// (the pool's `Segment`) lives, which outlives every `View` by construction.
@@ -509,12 +514,16 @@ impl View {
 
     pub fn notify_published(&self) {
         let control = self.control();
-        signaler::notify(&control.published_event, &control.consumers_waiting);
+        if signaler::notify(&control.published_event, &control.published_waiters) {
+            control.wakes.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn notify_freed(&self) {
         let control = self.control();
-        signaler::notify(&control.freed_event, &control.producers_waiting);
+        if signaler::notify(&control.freed_event, &control.freed_waiters) {
+            control.wakes.fetch_add(1, Relaxed);
+        }
     }
 }
 

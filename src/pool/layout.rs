@@ -22,7 +22,7 @@ use crossbeam_utils::CachePadded;
 /// `SHMPOOL\0` in little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPOOL\0");
 /// Bumped whenever the byte layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Data of every slot starts on this boundary.
 pub const PAGE: usize = 4096;
 /// Most slots a pool may have.
@@ -64,17 +64,28 @@ pub(crate) struct Control {
     pub wq_head: CachePadded<AtomicU64>,
     /// Bit `c` set: consumer place `c` is active and receives broadcasts.
     pub consumers: CachePadded<AtomicU32>,
-    /// Futex word bumped on every publish (and on close) while consumers wait.
+    /// Futex word bumped on every publish (and on close) while somebody waits for it.
     pub published_event: CachePadded<AtomicU32>,
-    pub consumers_waiting: AtomicU32,
-    /// Futex word bumped whenever a slot becomes free while producers wait.
+    /// Places waiting for `published_event` (see [`waiter_bit`]): bits, not a count, so a dead
+    /// waiter's registration is removed exactly, with its place.
+    pub published_waiters: AtomicU64,
+    /// Futex word bumped whenever a slot becomes free while somebody waits for it.
     pub freed_event: CachePadded<AtomicU32>,
-    pub producers_waiting: AtomicU32,
+    pub freed_waiters: AtomicU64,
     /// Set once by the creator's `close`.
     pub closed: CachePadded<AtomicU32>,
     /// Buffers published, and buffers reclaimed before every consumer saw them.
     pub published: CachePadded<AtomicU64>,
     pub dropped: AtomicU64,
+    /// `FUTEX_WAKE` system calls made by notifiers (what waiting costs the other side).
+    pub wakes: AtomicU64,
+    /// Set by `persist()`: the pool outlives its creator, which is then not needed alive.
+    pub persistent: AtomicU32,
+}
+
+/// The bit of a place in an event's waiter mask: consumers 0..24, producers 24..56.
+pub(crate) fn waiter_bit(producer: bool, index: usize) -> u64 {
+    1 << (if producer { MAX_CONSUMERS + index } else { index })
 }
 
 /// One consumer place.
@@ -87,6 +98,8 @@ pub(crate) struct ConsumerRecord {
     pub cursor: CachePadded<AtomicU64>,
     pub received: AtomicU64,
     pub dropped: AtomicU64,
+    /// Events this place waits for (`WAIT_*` bits), mirrored in the control block's masks.
+    pub waiting: AtomicU32,
 }
 
 /// One producer place.
@@ -96,11 +109,17 @@ pub(crate) struct ProducerRecord {
     pub state: AtomicU32,
     pub pid: AtomicU32,
     pub published: AtomicU64,
+    /// Events this place waits for (`WAIT_*` bits), mirrored in the control block's masks.
+    pub waiting: AtomicU32,
 }
 
 /// A record's `state`.
 pub(crate) const PEER_FREE: u32 = 0;
 pub(crate) const PEER_ACTIVE: u32 = 1;
+
+/// A record's `waiting` bits.
+pub(crate) const WAIT_PUBLISHED: u32 = 1;
+pub(crate) const WAIT_FREED: u32 = 2;
 
 /// Metadata of one slot, on cache lines of its own so that a producer filling one slot never
 /// contends with a consumer reading its neighbour.

@@ -23,10 +23,14 @@ pub(crate) mod exchange;
 pub(crate) mod layout;
 #[cfg(loom)]
 pub mod model;
+mod readonly;
 mod registry;
+mod restart;
 pub(crate) mod segment;
 mod slot_region;
 pub mod slot_state;
+mod truncation;
+mod waiters;
 
 pub(crate) use blocking::{Attempt, Event};
 pub use directory::PoolEntry;
@@ -58,10 +62,17 @@ pub(crate) struct Inner {
     name: String,
     segment: Segment,
     pub(crate) view: View,
-    creator: bool,
+    /// The slot data again, read-only: what received buffers point into.
+    pub(crate) read_only: readonly::ReadOnlyData,
+    /// Whether this handle created the pool (or took an orphaned one over, see `restart`).
+    creator: AtomicBool,
     persistent: AtomicBool,
     lease: Duration,
     last_sweep: Mutex<Instant>,
+    /// When this handle last checked whether the pool is orphaned, and the answer.
+    orphan_check: Mutex<Option<(Instant, bool)>>,
+    /// Set when this handle found the file shrunk under it (see `truncation`).
+    truncated: AtomicBool,
 }
 
 /// One attached producer or consumer, as seen in [`Stats`].
@@ -78,6 +89,8 @@ pub struct PeerInfo {
     pub count: u64,
     /// Buffers it missed (consumers of drop-oldest pools).
     pub dropped: u64,
+    /// Whether it is registered as blocked in `recv`/`acquire`.
+    pub waiting: bool,
 }
 
 /// A snapshot of a pool's state.
@@ -96,12 +109,27 @@ pub struct Stats {
     pub published: u64,
     pub dropped: u64,
     pub closed: bool,
+    /// Whether the handle that created the pool (or took it over) is alive.
+    pub creator_alive: bool,
+    /// Whether some live process holds a producer place.
+    pub producer_alive: bool,
+    /// Whether the pool was persisted (it then outlives its creator).
+    pub persistent: bool,
+    /// Whether the pool is orphaned: not closed, not persisted, its creator gone and no live
+    /// producer left; consumers get [`crate::Error::Orphaned`] once drained.
+    pub orphaned: bool,
+    /// Places registered as blocked waiters (a dead one is removed with its place).
+    pub waiters: u32,
+    /// `FUTEX_WAKE` system calls notifiers made so far: it stays put while nobody waits.
+    pub wakes: u64,
     pub peers: Vec<PeerInfo>,
 }
 
 impl Pool {
     /// Creates a pool named `name` (see [`Config`] for where and how). A stale pool of that name,
-    /// one no live process has open, is replaced; a live one gives [`Error::AlreadyExists`].
+    /// one no live process has open, is removed first and replaced; an orphaned one (its creator
+    /// died without closing it) is taken over or replaced (see [`Error::Orphaned`]); a live one
+    /// gives [`Error::AlreadyExists`].
     pub fn create(name: &str, config: &Config) -> Result<Pool> {
         let name = segment::check_name(name)?;
         let lease_ns = u64::try_from(config.lease.as_nanos()).unwrap_or(u64::MAX).max(1_000_000);
@@ -115,6 +143,9 @@ impl Pool {
         )?;
         let dir = resolve_dir(config.directory.as_deref());
         let path = segment::path_for(&dir, name);
+        if let Some(pool) = restart::prepare_name(&path, name, &geometry)? {
+            return Ok(pool);
+        }
         let segment = Segment::create(&path, name, &geometry, config.permissions, |base| {
             // SAFETY: `base` maps `geometry.total` zeroed bytes that no other process can see yet.
             let view = unsafe { View::new(base, geometry) };
@@ -122,7 +153,7 @@ impl Pool {
             // SAFETY: the header lies at the start of the mapping.
             geometry.write_header(unsafe { &*(base as *const Header) });
         })?;
-        Ok(Pool::from_segment(name, segment, geometry, true))
+        Pool::from_segment(name, segment, geometry, true)
     }
 
     /// Opens the pool `name` in `$SHMPOOL_DIR` (default `/dev/shm`).
@@ -135,7 +166,7 @@ impl Pool {
         let name = segment::check_name(name)?;
         let path = segment::path_for(&resolve_dir(directory), name);
         let (segment, geometry) = Segment::open(&path, name)?;
-        Ok(Pool::from_segment(name, segment, geometry, false))
+        Pool::from_segment(name, segment, geometry, false)
     }
 
     /// Opens the pool `name` in `directory` (or the default directory for `None`), waiting up to
@@ -163,23 +194,27 @@ impl Pool {
         }
     }
 
-    fn from_segment(name: &str, segment: Segment, geometry: Geometry, creator: bool) -> Pool {
+    fn from_segment(name: &str, segment: Segment, geometry: Geometry, creator: bool) -> Result<Pool> {
         // SAFETY: the segment maps `geometry.total` bytes (checked by create/open) and lives in the
         // same Inner as the view, so it outlives it.
         let view = unsafe { View::new(segment.base(), geometry) };
-        Pool {
+        let read_only = readonly::ReadOnlyData::map(segment.fd(), &geometry)?;
+        Ok(Pool {
             inner: Arc::new(Inner {
                 name: name.to_string(),
                 segment,
                 view,
-                creator,
+                read_only,
+                creator: AtomicBool::new(creator),
                 persistent: AtomicBool::new(false),
                 lease: Duration::from_nanos(geometry.lease_ns),
                 last_sweep: Mutex::new(
                     Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now),
                 ),
+                orphan_check: Mutex::new(None),
+                truncated: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     /// A new producer of this pool.
@@ -242,6 +277,12 @@ impl Pool {
         (self.inner.segment.base(), self.inner.view.geometry.total as usize)
     }
 
+    /// The address range of this process's read-only mapping of the slot data, where received
+    /// buffers lie (a write through one faults).
+    pub fn read_mapping(&self) -> (*const u8, usize) {
+        self.inner.read_only.range()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
@@ -257,6 +298,8 @@ impl Pool {
     /// Keeps the pool (and its name) after this creator handle goes away.
     pub fn persist(&self) {
         self.inner.persistent.store(true, Relaxed);
+        // Shared, so consumers know the pool is not orphaned when its creator goes.
+        self.inner.view.control().persistent.store(1, Release);
     }
 
     /// Removes dead peers now: frees their slots and their holds. Returns how many were removed.
@@ -310,6 +353,12 @@ impl Inner {
             published: view.control().published.load(Relaxed),
             dropped: view.control().dropped.load(Relaxed),
             closed: self.is_closed(),
+            creator_alive: self.creator_alive(),
+            producer_alive: self.producer_alive(),
+            persistent: self.is_persistent(),
+            orphaned: self.is_orphaned(),
+            waiters: view.waiter_count(),
+            wakes: view.control().wakes.load(Relaxed),
             peers: Vec::new(),
         };
         for k in 0..g.slot_count as usize {
@@ -344,7 +393,8 @@ impl Inner {
                     Role::Producer => stats.producers += 1,
                 }
                 let alive = self.is_alive(role, place);
-                stats.peers.push(PeerInfo { role, place, pid, alive, count, dropped });
+                let waiting = view.is_waiting(role, place);
+                stats.peers.push(PeerInfo { role, place, pid, alive, count, dropped, waiting });
             }
         }
         stats
@@ -353,7 +403,11 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if self.creator && !self.persistent.load(Relaxed) && !self.is_closed() {
+        if self.check_intact().is_ok()
+            && self.creator.load(Relaxed)
+            && !self.persistent.load(Relaxed)
+            && !self.is_closed()
+        {
             self.shutdown();
         }
     }

@@ -12,7 +12,7 @@ use crate::liveness;
 use crate::sync::Ordering::*;
 use crate::{Error, Result};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What kind of peer a place holds.
@@ -79,6 +79,13 @@ impl Role {
         (self.table().lock_byte)(index)
     }
 
+    /// Removes everything place `index` holds: its waiter registration, its slots and bits, its
+    /// record. The caller owns the place (holds its lock), so nobody joins it meanwhile.
+    fn clean(self, view: &View, index: usize) {
+        view.clear_waiting(self, index);
+        (self.table().clean)(view, index);
+    }
+
     /// Whether place `index` is registered as active (alive or not).
     pub(crate) fn is_active(self, view: &View, index: usize) -> bool {
         (self.table().record_state)(view, index) == PEER_ACTIVE
@@ -92,11 +99,15 @@ pub(crate) struct Place {
     pub role: Role,
     pub index: usize,
     fd: OwnedFd,
+    /// Threads of this process blocked through this place, per event (see `waiters`).
+    pub(super) waits: Mutex<[u32; 2]>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        (self.role.table().clean)(&self.pool.view, self.index);
+        if self.pool.check_intact().is_ok() {
+            self.role.clean(&self.pool.view, self.index);
+        }
         liveness::unlock(self.fd.as_fd(), self.role.lock_byte(self.index));
     }
 }
@@ -113,9 +124,9 @@ impl Inner {
                 continue;
             }
             // We hold the place: whatever a previous holder left is ours to clean.
-            (table.clean)(&self.view, index);
+            role.clean(&self.view, index);
             (table.join)(&self.view, index, std::process::id());
-            return Ok(Arc::new(Place { pool: self.clone(), role, index, fd }));
+            return Ok(Arc::new(Place { pool: self.clone(), role, index, fd, waits: Mutex::new([0; 2]) }));
         }
         Err(Error::TooManyPeers { role: table.name, limit: table.places })
     }
@@ -128,7 +139,7 @@ impl Inner {
             let table = role.table();
             for index in 0..table.places {
                 let registered = (table.record_state)(&self.view, index) != PEER_FREE;
-                if !registered && !(table.holds_slots)(&self.view, index) {
+                if !registered && !(table.holds_slots)(&self.view, index) && !self.view.is_waiting(role, index) {
                     continue;
                 }
                 let byte = (table.lock_byte)(index);
@@ -137,7 +148,7 @@ impl Inner {
                     if role.is_active(&self.view, index) {
                         reaped += 1;
                     }
-                    (table.clean)(&self.view, index);
+                    role.clean(&self.view, index);
                     liveness::unlock(self.segment.fd(), byte);
                 }
             }

@@ -105,6 +105,11 @@ impl Segment {
         self.fd.as_fd()
     }
 
+    /// The file's current size (`None` if `fstat` fails).
+    pub fn len_on_disk(&self) -> Option<u64> {
+        file_id(self.fd()).ok().map(|(_, _, size)| size)
+    }
+
     /// A new open file description of the same file, for a peer's own liveness lock.
     pub fn reopen(&self) -> Result<OwnedFd> {
         #[cfg(target_os = "linux")]
@@ -127,30 +132,66 @@ impl Segment {
         Ok(fd)
     }
 
-    /// Creates the file for `geometry`, lets `init` fill it, then links it in under `path`,
-    /// replacing a stale pool (one whose handles are all gone).
+    /// Creates the file for `geometry`, lets `init` fill it, then links it in under `path` with
+    /// this handle as its creator, replacing a stale pool (one whose handles are all gone).
     pub fn create(
         path: &Path,
         name: &str,
         geometry: &Geometry,
         permissions: u32,
-        init: impl FnOnce(*mut u8),
+        init: impl Fn(*mut u8),
     ) -> Result<Segment> {
+        // `gc` may collect our temporary file in the instant between its creation and our attach
+        // lock: then start again with a new one.
+        for _ in 0..8 {
+            if let Some(segment) = Segment::try_create(path, name, geometry, permissions, &init)? {
+                return Ok(segment);
+            }
+        }
+        Err(Error::io(format!("creating {}", path.display()), io::Error::from(io::ErrorKind::Interrupted)))
+    }
+
+    fn try_create(
+        path: &Path,
+        name: &str,
+        geometry: &Geometry,
+        permissions: u32,
+        init: &impl Fn(*mut u8),
+    ) -> Result<Option<Segment>> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let temp = dir.join(format!("{TEMP_PREFIX}{name}.{}.{nanos}.tmp", std::process::id()));
         let fd = open_fd(&temp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, permissions)
             .map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;
         let cleanup = TempFile(&temp);
+        // In use from the start, so `gc` leaves it alone.
+        if !liveness::try_lock(fd.as_fd(), liveness::ATTACH_BYTE, false).map_err(|e| Error::io("locking", e))? {
+            return Ok(None);
+        }
         // SAFETY: `fd` is open; fchmod sets the exact mode regardless of the umask.
         unsafe { libc::fchmod(fd.as_raw_fd(), permissions as libc::mode_t) };
         reserve(fd.as_fd(), geometry.total, dir)?;
         let segment = Segment::map(fd, path.to_path_buf(), geometry.total)?;
         init(segment.base);
-        segment.attach()?;
-        segment.link_into_place(&temp, path, name)?;
+        if !segment.claim_creator()? {
+            return Err(Error::corrupted("creator lock of a new pool file is held"));
+        }
+        match segment.link_into_place(&temp, path, name) {
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            other => other?,
+        }
         drop(cleanup);
-        Ok(segment)
+        Ok(Some(segment))
+    }
+
+    /// Takes the creator's lock of this pool; `false`: a live creator holds it.
+    pub fn claim_creator(&self) -> Result<bool> {
+        liveness::try_lock(self.fd(), liveness::CREATOR_BYTE, true).map_err(|e| Error::io("locking pool file", e))
+    }
+
+    /// Whether another handle (of any process) holds the creator's lock.
+    pub fn creator_held(&self) -> bool {
+        liveness::is_held(self.fd(), liveness::CREATOR_BYTE).unwrap_or(true)
     }
 
     fn link_into_place(&self, temp: &Path, path: &Path, name: &str) -> Result<()> {
@@ -192,7 +233,7 @@ impl Segment {
         // SAFETY: the mapping is at least one header long and page aligned.
         let header = unsafe { &*(segment.base as *const Header) };
         let geometry = Geometry::read_header(header, size)?;
-        segment.attach()?;
+        segment.attach(name)?;
         Ok((segment, geometry))
     }
 
@@ -216,13 +257,21 @@ impl Segment {
         Ok(Segment { fd, base: base.cast(), len, path, id: (dev, ino) })
     }
 
-    /// Marks this handle as a live user of the pool.
-    fn attach(&self) -> Result<()> {
-        match liveness::try_lock(self.fd(), liveness::ATTACH_BYTE, false) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::corrupted("attach lock is held exclusively")),
-            Err(e) => Err(Error::io("locking pool file", e)),
+    /// Marks this handle as a live user of the pool. The attach byte is held exclusively only by
+    /// [`remove_if_unused`], for the moment it takes to unlink the file: wait that out, and report
+    /// a file that went away as not found.
+    fn attach(&self, name: &str) -> Result<()> {
+        for _ in 0..1000 {
+            match liveness::try_lock(self.fd(), liveness::ATTACH_BYTE, false) {
+                Ok(true) => return Ok(()),
+                Ok(false) if !self.is_linked() => {
+                    return Err(Error::NotFound { name: name.to_string(), path: self.path.clone() })
+                }
+                Ok(false) => std::thread::sleep(std::time::Duration::from_micros(200)),
+                Err(e) => return Err(Error::io("locking pool file", e)),
+            }
         }
+        Err(Error::corrupted("attach lock is held exclusively"))
     }
 
     /// Whether the file at `self.path` is still this segment.
@@ -286,6 +335,32 @@ fn reserve(fd: BorrowedFd<'_>, total: u64, dir: &Path) -> Result<()> {
         return Err(Error::last_os("sizing pool file"));
     }
     Ok(())
+}
+
+/// Removes the pool file at `path` if no process has it open as a pool. Returns whether the name
+/// is free now. The attach byte is held exclusively meanwhile, so nobody can attach to the file
+/// between the check and the unlink.
+pub(crate) fn remove_if_unused(path: &Path) -> Result<bool> {
+    let fd = match open_fd(path, libc::O_RDWR, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+    };
+    if !liveness::try_lock(fd.as_fd(), liveness::ATTACH_BYTE, true).map_err(|e| Error::io("testing lock", e))? {
+        return Ok(false);
+    }
+    let ours = file_id(fd.as_fd()).map_err(|e| Error::io("fstat", e))?;
+    // Unlink only if the name still names the file we locked (not one linked in since).
+    match open_fd(path, libc::O_RDONLY, 0).and_then(|now| file_id(now.as_fd())) {
+        Ok(now) if (now.0, now.1) == (ours.0, ours.1) => match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        },
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io(format!("opening {}", path.display()), e)),
+    }
 }
 
 /// Whether any process has the pool file at `path` open as a pool (holds its attach lock).

@@ -29,6 +29,8 @@ impl Pool {
         if slot >= geometry.slot_count || !fits {
             return Err(Error::invalid(format!("{len} bytes at {offset} in slot {slot} are outside the pool")));
         }
+        // The read/write mapping: the slot's owner lends it back as itself (the protocol's lending
+        // compares addresses), and a `&[u8]` cannot be written through without `unsafe`.
         let start = self.inner.view.data_ptr(slot as usize);
         // SAFETY: `offset + len` lies within slot `slot` (checked above), inside the mapping that
         // lives as long as `self`; the bytes are plain data (any value is a valid u8).

@@ -136,6 +136,9 @@ static void test_round_trip(const char *dir) {
     CHECK_OK(shmpool_pool_stats(pool, &stats));
     CHECK(stats.free == 4, "all slots free again");
     CHECK(stats.struct_size == sizeof stats, "the whole struct filled");
+    CHECK(stats.waiters == 0 && stats.creator_alive && stats.producer_alive && !stats.persistent
+              && !stats.orphaned,
+          "waiters, wakes and liveness fields (appended)");
     {
         /* A caller built against an older, shorter shmpool_stats: only what fits is written. */
         shmpool_stats old;

@@ -36,6 +36,9 @@ pub enum shmpool_status {
     SHMPOOL_WOULD_BLOCK = 11,
     /// The operation is not allowed for this handle.
     SHMPOOL_UNSUPPORTED = 12,
+    /// The pool's creator died without closing it and no producer is left (consumers get this
+    /// once drained; a creator restarting with the same configuration takes the pool over).
+    SHMPOOL_ORPHANED = 13,
 }
 
 impl From<&shmpool::Error> for shmpool_status {
@@ -47,6 +50,7 @@ impl From<&shmpool::Error> for shmpool_status {
             E::AlreadyExists { .. } => shmpool_status::SHMPOOL_ALREADY_EXISTS,
             E::Timeout => shmpool_status::SHMPOOL_TIMEOUT,
             E::Closed => shmpool_status::SHMPOOL_CLOSED,
+            E::Orphaned => shmpool_status::SHMPOOL_ORPHANED,
             E::Corrupted(_) => shmpool_status::SHMPOOL_CORRUPTED,
             E::InvalidArgument(_) => shmpool_status::SHMPOOL_INVALID_ARGUMENT,
             E::InsufficientSpace { .. } => shmpool_status::SHMPOOL_NO_SPACE,
@@ -142,6 +146,7 @@ fn status_name(status: u32) -> &'static CStr {
         10 => c"SHMPOOL_PANIC",
         11 => c"SHMPOOL_WOULD_BLOCK",
         12 => c"SHMPOOL_UNSUPPORTED",
+        13 => c"SHMPOOL_ORPHANED",
         _ => c"SHMPOOL_UNKNOWN",
     }
 }

@@ -201,6 +201,7 @@ mod tests {
             SHMPOOL_PANIC,
             SHMPOOL_WOULD_BLOCK,
             SHMPOOL_UNSUPPORTED,
+            SHMPOOL_ORPHANED,
         ];
         for (code, status) in all.into_iter().enumerate() {
             assert_eq!(status as usize, code);

@@ -55,6 +55,18 @@ pub struct shmpool_stats {
     pub published: u64,
     /// Buffers reclaimed before every consumer saw them (drop-oldest).
     pub dropped: u64,
+    /// `FUTEX_WAKE` system calls notifiers made (it stays put while nobody waits).
+    pub wakes: u64,
+    /// Producer and consumer places registered as blocked waiters.
+    pub waiters: u32,
+    /// Whether the handle that created the pool (or took it over) is alive.
+    pub creator_alive: bool,
+    /// Whether some live process holds a producer place.
+    pub producer_alive: bool,
+    /// Whether the pool was persisted.
+    pub persistent: bool,
+    /// Whether the pool is orphaned (creator dead, not persisted, no live producer).
+    pub orphaned: bool,
 }
 
 /// Optional directory argument: NULL means the default.
@@ -218,7 +230,9 @@ pub unsafe extern "C" fn shmpool_pool_stats(pool: *const shmpool_pool, out: *mut
         }
         put!(struct_size: size, slots: s.slots, free: s.free, writing: s.writing, ready: s.ready,
             reading: s.reading, consumers: s.consumers, producers: s.producers, closed: s.closed,
-            published: s.published, dropped: s.dropped);
+            published: s.published, dropped: s.dropped, wakes: s.wakes, waiters: s.waiters,
+            creator_alive: s.creator_alive, producer_alive: s.producer_alive, persistent: s.persistent,
+            orphaned: s.orphaned);
         Ok(())
     })
 }

@@ -6,7 +6,7 @@
 //! ```
 //! gst::init().unwrap();
 //! let caps: gst::Caps = "video/x-raw,format=RGB,width=4,height=2,framerate=1/1".parse().unwrap();
-//! let shape = gstshmpool::array_shape::ArrayShape::from_caps(&caps).unwrap();
+//! let shape = gstshmpool::array_shape::ArrayShape::from_caps(caps.as_ref()).unwrap();
 //! assert_eq!((shape.dims.as_slice(), shape.frame_size), (&[2u64, 4, 3][..], 24));
 //! ```
 

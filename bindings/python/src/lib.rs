@@ -36,6 +36,7 @@ impl PyErrorClass for Error {
             Error::NotFound { .. } => "PoolNotFound",
             Error::AlreadyExists { .. } => "PoolExists",
             Error::Closed => "Closed",
+            Error::Orphaned => "Orphaned",
             Error::Corrupted(_) => "Corrupted",
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::InsufficientSpace { .. } => "InsufficientSpace",

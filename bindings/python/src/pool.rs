@@ -103,6 +103,12 @@ fn stats_dict<'py>(py: Python<'py>, s: &shmpool::Stats) -> PyResult<Bound<'py, P
     d.set_item("published", s.published)?;
     d.set_item("dropped", s.dropped)?;
     d.set_item("closed", s.closed)?;
+    d.set_item("creator_alive", s.creator_alive)?;
+    d.set_item("producer_alive", s.producer_alive)?;
+    d.set_item("persistent", s.persistent)?;
+    d.set_item("orphaned", s.orphaned)?;
+    d.set_item("waiters", s.waiters)?;
+    d.set_item("wakes", s.wakes)?;
     let peers = PyList::empty(py);
     for p in &s.peers {
         let peer = PyDict::new(py);
@@ -112,6 +118,7 @@ fn stats_dict<'py>(py: Python<'py>, s: &shmpool::Stats) -> PyResult<Bound<'py, P
         peer.set_item("alive", p.alive)?;
         peer.set_item("count", p.count)?;
         peer.set_item("dropped", p.dropped)?;
+        peer.set_item("waiting", p.waiting)?;
         peers.append(peer)?;
     }
     d.set_item("peers", peers)?;
@@ -305,6 +312,13 @@ impl Pool {
     /// `(address, length)` of this process's mapping of the pool, for zero-copy checks.
     fn _mapping_range(&self) -> PyResult<(usize, usize)> {
         let (ptr, len) = self.get()?.mapping();
+        Ok((ptr as usize, len))
+    }
+
+    /// `(address, length)` of this process's read-only mapping of the slot data, where received
+    /// buffers lie.
+    fn _read_mapping_range(&self) -> PyResult<(usize, usize)> {
+        let (ptr, len) = self.get()?.read_mapping();
         Ok((ptr as usize, len))
     }
 

@@ -33,7 +33,7 @@ def test_from_dlpack_is_a_typed_view_without_copy(received):
     tensor = np.from_dlpack(buf)
     assert tensor.dtype == np.float32 and tensor.shape == (4, 5, 6)
     assert address(tensor) == buf.address
-    lo, length = pool._mapping_range()
+    lo, length = pool._read_mapping_range()
     assert lo <= address(tensor) < lo + length
     np.testing.assert_array_equal(tensor, buf.array())
     assert buf.__dlpack_device__() == (1, 0)

@@ -125,6 +125,7 @@ def test_zero_copy_consumer_view_is_in_the_mapping(make_pool):
     buf = consumer.recv(timeout=5)
     a1, a2 = buf.array(), buf.array()
     assert data_address(a1) == data_address(a2) == buf.address == data_address(np.asarray(buf))
+    lo, length = pool._read_mapping_range()  # received buffers: the read-only mapping
     assert lo <= buf.address and buf.address + buf.nbytes <= lo + length
     assert not a1.flags.owndata
 

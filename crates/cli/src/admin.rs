@@ -102,6 +102,7 @@ struct PeerReport {
     place: usize,
     count: u64,
     dropped: u64,
+    waiting: bool,
 }
 
 #[derive(Serialize)]
@@ -123,6 +124,12 @@ struct PoolReport {
     published: u64,
     dropped: u64,
     closed: bool,
+    creator_alive: bool,
+    producer_alive: bool,
+    persistent: bool,
+    orphaned: bool,
+    waiters: u32,
+    wakes: u64,
     peers: Vec<PeerReport>,
 }
 
@@ -138,6 +145,7 @@ fn report(pool: &Pool) -> PoolReport {
             place: p.place,
             count: p.count,
             dropped: p.dropped,
+            waiting: p.waiting,
         })
         .collect();
     PoolReport {
@@ -158,6 +166,12 @@ fn report(pool: &Pool) -> PoolReport {
         published: stats.published,
         dropped: stats.dropped,
         closed: stats.closed,
+        creator_alive: stats.creator_alive,
+        producer_alive: stats.producer_alive,
+        persistent: stats.persistent,
+        orphaned: stats.orphaned,
+        waiters: stats.waiters,
+        wakes: stats.wakes,
         peers,
     }
 }
@@ -176,7 +190,18 @@ pub fn inspect(dir: Option<&Path>, args: &InspectArgs) -> CliResult {
     );
     println!("  slots: {} free, {} writing, {} ready, {} reading", r.free, r.writing, r.ready, r.reading);
     println!("  published {}, dropped {}, closed: {}", r.published, r.dropped, if r.closed { "yes" } else { "no" });
-    println!("  {} producer(s), {} consumer(s)", r.producers, r.consumers);
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "  creator alive: {}, live producer: {}, persistent: {}, orphaned: {}",
+        yes(r.creator_alive),
+        yes(r.producer_alive),
+        yes(r.persistent),
+        yes(r.orphaned)
+    );
+    println!(
+        "  {} producer(s), {} consumer(s), {} blocked; {} wake system calls",
+        r.producers, r.consumers, r.waiters, r.wakes
+    );
     for p in &r.peers {
         let alive = if p.alive { "alive" } else { "DEAD" };
         println!(

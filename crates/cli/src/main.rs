@@ -7,6 +7,7 @@
 mod admin;
 mod affinity;
 mod bench;
+mod chaos;
 mod demo;
 mod fifo;
 mod frame;
@@ -98,6 +99,11 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Latency and throughput of shmpool against futex, pipe and Unix-socket baselines.
     Bench(bench::BenchArgs),
+    /// Kill random producers, consumers and waiters of four pools; check nothing leaked.
+    Chaos(chaos::ChaosArgs),
+    /// A process of `chaos` (internal).
+    #[command(name = "__chaos-peer", hide = true)]
+    ChaosPeer(chaos::PeerArgs),
     /// A process of `demo` (internal).
     #[command(name = "__demo-peer", hide = true)]
     DemoPeer(demo::PeerArgs),
@@ -123,6 +129,8 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Demo(args) => demo::run(dir, &args),
         Command::Bench(args) => bench::run(dir, &args),
+        Command::Chaos(args) => chaos::run(dir, &args),
+        Command::ChaosPeer(args) => chaos::peer(dir, &args),
         Command::DemoPeer(args) => demo::peer(dir, &args),
         Command::BenchPeer(args) => bench::peer(dir, &args),
     }

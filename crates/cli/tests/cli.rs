@@ -378,3 +378,16 @@ fn broker_serves_and_reports_its_status() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("listening on"));
 }
+
+/// 300 random SIGKILLs, SIGTERMs and SIGSTOP/SIGCONTs of the peers of four pools (every mode and
+/// overflow policy), including during create, open, gc and creator restarts: afterwards the pools
+/// move on, and once all peers are gone nothing is held, no waiter is registered, gc leaves no file.
+#[test]
+fn chaos_300_kills_leave_nothing_behind() {
+    let dir = TestDir::new("chaos");
+    let out = dir.run(&["chaos", "ch", "--kills", "300", "--seed", "14"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "chaos failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("300 signals") && text.contains("gc left no file"), "{text}");
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}

@@ -152,6 +152,12 @@ impl ShmpoolSrc {
                 Ok(Next::Wait)
             }
             Err(Interrupted::Flushing) => Err(gst::FlowError::Flushing),
+            // The sink died without closing its pool: wait for a restarted one to take it over,
+            // as long as the timeout allows.
+            Err(Interrupted::Pool(Error::Orphaned)) => {
+                self.check_orphaned(state, settings, false)?;
+                Ok(Next::Wait)
+            }
             Err(Interrupted::Pool(Error::Closed)) => {
                 // Closed without an end-of-stream marker: the sink stopped or was replaced.
                 gst::info!(CAT, imp = self, "pool closed by its producer; waiting for a new one");

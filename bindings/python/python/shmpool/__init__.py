@@ -22,6 +22,7 @@ from ._errors import (
     InsufficientSpace,
     InvalidArgument,
     IOFailure,
+    Orphaned,
     PoolExists,
     PoolNotFound,
     ProtocolError,

@@ -8,6 +8,7 @@ __all__ = [
     "PoolNotFound",
     "PoolExists",
     "Closed",
+    "Orphaned",
     "Corrupted",
     "InvalidArgument",
     "InsufficientSpace",
@@ -35,6 +36,12 @@ class PoolExists(Error, FileExistsError):
 
 class Closed(Error):
     """The pool (or this handle) was closed; consumers first drain what was published."""
+
+
+class Orphaned(Closed):
+    """The pool's creator died without closing it and no producer is left; raised once what was
+    published is drained. The consumer stays usable: if the creator restarts with the same
+    configuration it takes the pool over and ``recv()`` delivers again; otherwise reopen."""
 
 
 class Corrupted(Error):

@@ -68,8 +68,9 @@ class Pool:
         directory: Optional[_Path] = None,
         permissions: int = 0o600,
     ) -> Pool:
-        """Creates a pool; a stale one of that name (no live process has it open) is replaced.
-        Raises PoolExists if a live one exists."""
+        """Creates a pool; a stale one of that name (no live process has it open) is replaced,
+        an orphaned one (its creator died without closing it) taken over (same configuration)
+        or replaced. Raises PoolExists if a live one exists."""
     @staticmethod
     def open(name: str, directory: Optional[_Path] = None, timeout: Optional[float] = 0.0) -> Pool:
         """Opens a pool (directory None: $SHMPOOL_DIR, else /dev/shm), waiting up to timeout
@@ -88,8 +89,9 @@ class Pool:
         """In broadcast mode the consumer receives what is published from now on."""
     def stats(self) -> dict[str, Any]:
         """slots, free, writing, ready, reading, producers, consumers, published, dropped,
-        closed, and peers (a list of dicts: role, place, pid, alive, count, dropped). After
-        close(): the snapshot taken then."""
+        closed, creator_alive, producer_alive, persistent, orphaned, waiters (places blocked),
+        wakes (wake system calls made), and peers (a list of dicts: role, place, pid, alive,
+        count, dropped, waiting). After close(): the snapshot taken then."""
     def close(self) -> None:
         """Lets go of this handle. Closing the creating handle shuts the pool down (unless
         persisted); an opened handle only lets go of itself. Live buffers keep their mapping."""
@@ -117,6 +119,8 @@ class Pool:
     def lease(self) -> float: ...
     @property
     def closed(self) -> bool: ...
+    def _read_mapping_range(self) -> Tuple[int, int]:
+        """(address, length) of the read-only mapping of the slot data (received buffers)."""
     def _mapping_range(self) -> Tuple[int, int]:
         """(address, length) of this process's mapping of the pool."""
     def __enter__(self) -> Pool: ...
