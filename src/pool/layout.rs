@@ -85,6 +85,11 @@ pub(crate) struct Control {
     /// cache. Only a hint (the slot states are the truth), so a stale, torn or hostile value costs
     /// one failed compare-and-swap, and a crash between freeing and hinting loses nothing.
     pub warm: CachePadded<AtomicU32>,
+    /// Places spinning before they sleep (bits as in [`waiter_bit`], cleaned with the place): at
+    /// most one fewer than the CPUs, so spinners never keep the peer they wait for off a CPU.
+    pub spinners: CachePadded<AtomicU64>,
+    /// Spins refused because that many places were spinning already.
+    pub spin_refused: AtomicU64,
 }
 
 /// The bit of a place in an event's waiter mask: consumers 0..24, producers 24..56.

@@ -150,6 +150,8 @@ impl Pool {
         d.set_item("closed", s.closed)?;
         d.set_item("waiters", s.waiters)?;
         d.set_item("wakes", s.wakes)?;
+        d.set_item("spinners", s.spinners)?;
+        d.set_item("spin_refused", s.spin_refused)?;
         let peers = PyList::empty(py);
         for p in &s.peers {
             let peer = PyDict::new(py);

@@ -126,6 +126,8 @@ struct PoolReport {
     closed: bool,
     waiters: u32,
     wakes: u64,
+    spinners: u32,
+    spin_refused: u64,
     peers: Vec<PeerReport>,
 }
 
@@ -164,6 +166,8 @@ fn report(pool: &Pool) -> PoolReport {
         closed: stats.closed,
         waiters: stats.waiters,
         wakes: stats.wakes,
+        spinners: stats.spinners,
+        spin_refused: stats.spin_refused,
         peers,
     }
 }
@@ -183,8 +187,8 @@ pub fn inspect(dir: Option<&Path>, args: &InspectArgs) -> CliResult {
     println!("  slots: {} free, {} writing, {} ready, {} reading", r.free, r.writing, r.ready, r.reading);
     println!("  published {}, dropped {}, closed: {}", r.published, r.dropped, if r.closed { "yes" } else { "no" });
     println!(
-        "  {} producer(s), {} consumer(s), {} blocked; {} wake system calls",
-        r.producers, r.consumers, r.waiters, r.wakes
+        "  {} producer(s), {} consumer(s), {} blocked, {} spinning; {} wake system calls, {} spins refused",
+        r.producers, r.consumers, r.waiters, r.spinners, r.wakes, r.spin_refused
     );
     for p in &r.peers {
         let alive = if p.alive { "alive" } else { "DEAD" };
