@@ -8,6 +8,7 @@
 //!
 //! Before sleeping, a waiter may spin for a bounded time, but only when this process can run on
 //! more than one CPU: spinning against a peer on the same CPU only delays it (a scheduler tick).
+//! For the same reason at most one place fewer than the CPUs spins at once (`pool::spinners`).
 //!
 //! On systems without futexes the wait is a sleep of growing length (10 µs to 1 ms) between checks:
 //! correct, slower to wake.
