@@ -84,6 +84,13 @@ class Ipc:
         return r["deliver"]["p50_ns"] if r else None
 
 
+def spread(row: dict) -> str:
+    """` (1.2 µs–3.4 µs)`: the lowest and highest round's hand-off p50, to tell machine variance
+    from a change (empty for a single round or output of an older CLI)."""
+    p50s = row.get("round_p50s_ns") or []
+    return f" ({ns(min(p50s))}–{ns(max(p50s))})" if len(p50s) > 1 else ""
+
+
 def ipc_tables(ipc: Ipc) -> list[str]:
     out = []
     for payload in ipc.payloads:
@@ -99,7 +106,7 @@ def ipc_tables(ipc: Ipc) -> list[str]:
                 continue
             d = r["deliver"]
             out.append(
-                f"| {LABELS.get(name, name)} | {ns(d['p50_ns'])} | {ns(d['p99_ns'])} | {ns(d['p999_ns'])} "
+                f"| {LABELS.get(name, name)} | {ns(d['p50_ns'])}{spread(r)} | {ns(d['p99_ns'])} | {ns(d['p999_ns'])} "
                 f"| {ns(r['p50_ns'])} | {rate(r['msgs_per_s'])} | {r['gb_per_s']:.2f} "
                 f"| {ns(r['cpu_per_msg_ns'])} | {ns(r['cpu_per_msg_stream_ns'])} |"
             )
@@ -296,7 +303,8 @@ def main() -> None:
         "![latency and throughput vs payload](latency_vs_payload.png)",
         "",
         "`shmpool bench --compare --rounds 3`: every row measured three times, spread over the run, keeping the "
-        "round with the median hand-off p50 (the machine is shared: one slot of time can be unlucky). "
+        "round with the median hand-off p50 (the machine is shared: one slot of time can be unlucky); "
+        "in brackets after it, the lowest and highest round's p50, the spread between rounds. "
         "The parent process sends, child processes receive, each pinned to its own CPU "
         "(rows with two consumers: three processes on two CPUs, not pinned). **Hand-off latency**: one message in "
         "flight; the receiver's CLOCK_MONOTONIC when its receive call returned with the whole message readable, minus "

@@ -300,6 +300,14 @@ typedef struct shmpool_stats {
      * Whether the pool is orphaned (creator dead, not persisted, no live producer).
      */
     bool orphaned;
+    /**
+     * Places spinning now (at most the CPUs available to the pool's processes minus one).
+     */
+    uint32_t spinners;
+    /**
+     * Times a blocked call was refused a spin because enough places were spinning.
+     */
+    uint64_t spin_refused;
 } shmpool_stats;
 
 #ifdef __cplusplus

@@ -51,7 +51,8 @@ python -m mypy.stubtest shmpool._shmpool --ignore-disjoint-bases --allowlist bin
 
 echo "-- building the Rust peer (examples/py_peer.rs), the GStreamer plugin, the farm's programs"
 cargo build --locked --quiet --example py_peer
-cargo build --locked --quiet -p gst-plugin-shmpool -p shmpool-farm --bins
+cargo build --locked --quiet -p gst-plugin-shmpool
+cargo build --locked --quiet -p shmpool-farm --bins
 export SHMPOOL_PY_PEER="$PWD/target/debug/examples/py_peer"
 export SHMPOOL_FARM_BIN="$PWD/target/debug"
 export SHMPOOL_GST_PLUGIN_DIR="$PWD/target/debug"

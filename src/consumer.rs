@@ -37,7 +37,7 @@ impl Consumer {
     }
 
     /// Spins up to `spin` for a publication before sleeping (only on multi-CPU machines).
-    /// Spinning pays only where every spinning process has a CPU of its own.
+    /// At most one place fewer than the CPUs spins at once per pool; the others sleep at once.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = Spin::new(spin);
     }

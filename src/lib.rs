@@ -57,6 +57,8 @@ pub mod __private {
     pub use crate::signaler::futex;
     /// The Signaler's post (for the criterion benchmarks in benches/exchange.rs).
     pub use crate::signaler::notify;
+    /// How many places may spin at once in this process's cpuset (for the spinner tests).
+    pub use crate::signaler::spin_limit;
 
     /// Where the parts of a pool's segment lie (for tests that corrupt them on purpose).
     #[derive(Debug, Clone, Copy)]

@@ -8,6 +8,7 @@
 //!
 //! Before sleeping, a waiter may spin for a bounded time, but only when this process can run on
 //! more than one CPU: spinning against a peer on the same CPU only delays it (a scheduler tick).
+//! For the same reason at most one place fewer than the CPUs spins at once (`pool::spinners`).
 //!
 //! On systems without futexes the wait is a sleep of growing length (10 µs to 1 ms) between checks:
 //! correct, slower to wake.
@@ -77,8 +78,18 @@ impl<'a> Waiter<'a> {
 /// process's own affinity mask: pinning a spinner to one CPU and its peer to another is exactly
 /// where spinning pays.
 pub(crate) fn spin_useful() -> bool {
-    static USEFUL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USEFUL.get_or_init(|| container_cpus().unwrap_or_else(online_cpus) > 1)
+    cpus() > 1
+}
+
+/// The CPUs this process's container (cpuset) or machine has: what the pool's processes share.
+pub(crate) fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| container_cpus().unwrap_or_else(online_cpus))
+}
+
+/// How many places may spin at once: one CPU stays for the peer they wait for.
+pub fn spin_limit() -> usize {
+    cpus().saturating_sub(1)
 }
 
 fn online_cpus() -> usize {
@@ -128,9 +139,14 @@ impl Spin {
         Spin { budget }
     }
 
+    /// Whether spinning is on and can pay here.
+    pub fn enabled(&self) -> bool {
+        !self.budget.is_zero() && spin_useful()
+    }
+
     /// Spins on `ready` for at most the budget; returns its first `Some`.
     pub fn run<T>(&self, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
-        if self.budget.is_zero() || !spin_useful() {
+        if !self.enabled() {
             return None;
         }
         let start = Instant::now();

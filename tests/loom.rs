@@ -168,3 +168,55 @@ fn consumer_leaving_mid_publish_leaks_nothing() {
         assert_eq!(model.free_slots(), 1);
     });
 }
+
+/// Producers take the slot freed most recently (warm reuse) while a consumer releases
+/// concurrently: the slot acquired is never one the consumer still holds, and once everything is
+/// back the last slot freed is the first taken.
+#[test]
+fn warm_reuse_never_hands_out_a_held_slot() {
+    loom::model(|| {
+        let model = Arc::new(Model::new(2, Mode::Broadcast, Overflow::Block));
+        model.join_consumer(0);
+        let first = model.acquire(0).unwrap();
+        model.publish(first);
+        let consumer = {
+            let model = model.clone();
+            thread::spawn(move || drain(&model, 0, 1))
+        };
+        let second = model.acquire(0).expect("a free slot");
+        let got = consumer.join().unwrap();
+        if second == first {
+            assert_eq!(got, vec![0], "the published slot was taken before its consumer let go");
+        }
+        model.abort(second);
+        drain(&model, 0, 1);
+        assert_eq!(model.free_slots(), 2);
+        // Both free now: whichever was freed last comes back first.
+        let (a, b) = (model.acquire(0).unwrap(), model.acquire(0).unwrap());
+        for last in [a, b] {
+            let before = if last == a { b } else { a };
+            model.abort(before);
+            model.abort(last);
+            assert_eq!(model.acquire(0), Some(last), "acquire did not prefer the slot freed last");
+            assert_eq!(model.acquire(0), Some(before));
+        }
+    });
+}
+
+/// Two producers racing for the warm slot get one slot each.
+#[test]
+fn producers_racing_for_the_warm_slot_take_distinct_slots() {
+    loom::model(|| {
+        let model = Arc::new(Model::new(2, Mode::WorkQueue, Overflow::Block));
+        let k = model.acquire(0).unwrap();
+        model.abort(k);
+        let other = {
+            let model = model.clone();
+            thread::spawn(move || model.acquire(1))
+        };
+        let mine = model.acquire(0).expect("a free slot");
+        let theirs = other.join().unwrap().expect("a free slot");
+        assert_ne!(mine, theirs);
+        assert_eq!(model.free_slots(), 0);
+    });
+}

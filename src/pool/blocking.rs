@@ -44,14 +44,19 @@ impl Place {
         }
         let start = Instant::now();
         let mut failure = None;
-        let spun = spin.run(|| match attempt() {
-            Ok(Attempt::Ready(v)) => Some(Ok(v)),
-            Ok(_) => None,
-            Err(e) => {
-                failure = Some(e);
-                Some(Err(()))
-            }
+        // Spin only with a CPU to spare for the peer we wait for; otherwise sleep at once.
+        let ticket = if spin.enabled() { self.admit_spinner() } else { None };
+        let spun = ticket.as_ref().and_then(|_| {
+            spin.run(|| match attempt() {
+                Ok(Attempt::Ready(v)) => Some(Ok(v)),
+                Ok(_) => None,
+                Err(e) => {
+                    failure = Some(e);
+                    Some(Err(()))
+                }
+            })
         });
+        drop(ticket);
         match spun {
             Some(Ok(v)) => return Ok(v),
             Some(Err(())) => return Err(failure.unwrap_or(Error::Closed)),

@@ -168,19 +168,36 @@ impl View {
 
     // ---- producers ---------------------------------------------------------------------------
 
-    /// Takes a free slot for producer place `owner`, scanning from `start`.
+    /// Takes a free slot for producer place `owner`: the one freed most recently if it still is
+    /// (LIFO reuse keeps the working set warm in cache), else the first free one from `start`
+    /// (every free slot stays reachable).
     pub fn try_acquire(&self, owner: usize, start: usize) -> Option<usize> {
         let n = self.geometry.slot_count as usize;
-        for i in 0..n {
-            let k = (start + i) % n;
-            let slot = self.slot(k);
-            let s = slot.state.load(Relaxed);
-            if state::is_free(s) && slot.state.compare_exchange(s, state::writing(owner), Acquire, Relaxed).is_ok() {
-                slot.seq.store(SEQ_NONE, Relaxed);
-                return Some(k);
-            }
+        let warm = self.control().warm.load(Relaxed) as usize;
+        if warm < n && self.try_take(warm, owner) {
+            return Some(warm);
         }
-        None
+        (0..n).map(|i| (start + i) % n).find(|&k| k != warm && self.try_take(k, owner))
+    }
+
+    /// Moves slot `k` from FREE to WRITING by `owner`, if it is free.
+    fn try_take(&self, k: usize, owner: usize) -> bool {
+        let slot = self.slot(k);
+        let s = slot.state.load(Relaxed);
+        if state::is_free(s) && slot.state.compare_exchange(s, state::writing(owner), Acquire, Relaxed).is_ok() {
+            slot.seq.store(SEQ_NONE, Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Records that slot `k` was just freed, for the next `try_acquire`. Writes only when the hint
+    /// changes, so with one buffer in flight the line stays shared and costs no transfer.
+    fn mark_warm(&self, k: usize) {
+        let warm = &self.control().warm;
+        if warm.load(Relaxed) != k as u32 {
+            warm.store(k as u32, Relaxed);
+        }
     }
 
     /// Drop-oldest overflow: takes the published slot with the lowest sequence that nobody is
@@ -215,6 +232,7 @@ impl View {
     /// Returns an unpublished slot to the pool.
     pub fn abort(&self, k: usize) {
         self.slot(k).state.swap(0, SeqCst);
+        self.mark_warm(k);
         self.notify_freed();
     }
 
@@ -231,6 +249,7 @@ impl View {
         control.published.fetch_add(1, Relaxed);
         if pending == 0 {
             slot.state.swap(0, SeqCst);
+            self.mark_warm(k);
             self.notify_freed();
             return Ok(None);
         }
@@ -345,6 +364,7 @@ impl View {
     pub fn release(&self, k: usize, c: usize) {
         let before = self.slot(k).state.fetch_and(!state::reading_bit(c), SeqCst);
         if state::is_free(before & !state::reading_bit(c)) {
+            self.mark_warm(k);
             self.notify_freed();
         }
     }
@@ -405,6 +425,7 @@ impl View {
                 && slot.state.compare_exchange(s, s & !stale, SeqCst, Relaxed).is_ok()
                 && state::is_free(s & !stale)
             {
+                self.mark_warm(k);
                 freed += 1;
             }
         }

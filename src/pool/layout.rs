@@ -22,7 +22,7 @@ use crossbeam_utils::CachePadded;
 /// `SHMPOOL\0` in little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPOOL\0");
 /// Bumped whenever the byte layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Data of every slot starts on this boundary.
 pub const PAGE: usize = 4096;
 /// Most slots a pool may have.
@@ -81,6 +81,15 @@ pub(crate) struct Control {
     pub wakes: AtomicU64,
     /// Set by `persist()`: the pool outlives its creator, which is then not needed alive.
     pub persistent: AtomicU32,
+    /// The slot freed most recently, which producers try first: its bytes are likely still in
+    /// cache. Only a hint (the slot states are the truth), so a stale, torn or hostile value costs
+    /// one failed compare-and-swap, and a crash between freeing and hinting loses nothing.
+    pub warm: CachePadded<AtomicU32>,
+    /// Places spinning before they sleep (bits as in [`waiter_bit`], cleaned with the place): at
+    /// most one fewer than the CPUs, so spinners never keep the peer they wait for off a CPU.
+    pub spinners: CachePadded<AtomicU64>,
+    /// Spins refused because that many places were spinning already.
+    pub spin_refused: AtomicU64,
 }
 
 /// The bit of a place in an event's waiter mask: consumers 0..24, producers 24..56.

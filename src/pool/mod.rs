@@ -29,6 +29,7 @@ mod restart;
 pub(crate) mod segment;
 mod slot_region;
 pub mod slot_state;
+mod spinners;
 mod truncation;
 mod waiters;
 
@@ -122,6 +123,10 @@ pub struct Stats {
     pub waiters: u32,
     /// `FUTEX_WAKE` system calls notifiers made so far: it stays put while nobody waits.
     pub wakes: u64,
+    /// Places spinning now (at most one fewer than the CPUs).
+    pub spinners: u32,
+    /// Spins refused so far because enough places were spinning: those callers slept at once.
+    pub spin_refused: u64,
     pub peers: Vec<PeerInfo>,
 }
 
@@ -359,6 +364,8 @@ impl Inner {
             orphaned: self.is_orphaned(),
             waiters: view.waiter_count(),
             wakes: view.control().wakes.load(Relaxed),
+            spinners: view.spinner_count(),
+            spin_refused: view.control().spin_refused.load(Relaxed),
             peers: Vec::new(),
         };
         for k in 0..g.slot_count as usize {

@@ -69,14 +69,17 @@ impl View {
         for event in EVENTS {
             self.waiters_mask(event).fetch_and(!bit, SeqCst);
         }
+        self.control().spinners.fetch_and(!bit, SeqCst);
         self.waiting_record(role, index).store(0, SeqCst);
     }
 
-    /// Whether place `index` of `role` is registered as a waiter (in its record or a mask).
+    /// Whether place `index` of `role` is registered as a waiter (in its record or a mask) or as
+    /// a spinner.
     pub(crate) fn is_waiting(&self, role: Role, index: usize) -> bool {
         let bit = waiter_bit(role == Role::Producer, index);
         self.waiting_record(role, index).load(Acquire) != 0
             || EVENTS.iter().any(|&e| self.waiters_mask(e).load(Acquire) & bit != 0)
+            || self.control().spinners.load(Acquire) & bit != 0
     }
 
     /// How many places are registered as waiters, over both events.

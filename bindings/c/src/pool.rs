@@ -67,6 +67,10 @@ pub struct shmpool_stats {
     pub persistent: bool,
     /// Whether the pool is orphaned (creator dead, not persisted, no live producer).
     pub orphaned: bool,
+    /// Places spinning now (at most the CPUs available to the pool's processes minus one).
+    pub spinners: u32,
+    /// Times a blocked call was refused a spin because enough places were spinning.
+    pub spin_refused: u64,
 }
 
 /// Optional directory argument: NULL means the default.
@@ -232,7 +236,7 @@ pub unsafe extern "C" fn shmpool_pool_stats(pool: *const shmpool_pool, out: *mut
             reading: s.reading, consumers: s.consumers, producers: s.producers, closed: s.closed,
             published: s.published, dropped: s.dropped, wakes: s.wakes, waiters: s.waiters,
             creator_alive: s.creator_alive, producer_alive: s.producer_alive, persistent: s.persistent,
-            orphaned: s.orphaned);
+            orphaned: s.orphaned, spinners: s.spinners, spin_refused: s.spin_refused);
         Ok(())
     })
 }

@@ -109,6 +109,8 @@ fn stats_dict<'py>(py: Python<'py>, s: &shmpool::Stats) -> PyResult<Bound<'py, P
     d.set_item("orphaned", s.orphaned)?;
     d.set_item("waiters", s.waiters)?;
     d.set_item("wakes", s.wakes)?;
+    d.set_item("spinners", s.spinners)?;
+    d.set_item("spin_refused", s.spin_refused)?;
     let peers = PyList::empty(py);
     for p in &s.peers {
         let peer = PyDict::new(py);

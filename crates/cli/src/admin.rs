@@ -130,6 +130,8 @@ struct PoolReport {
     orphaned: bool,
     waiters: u32,
     wakes: u64,
+    spinners: u32,
+    spin_refused: u64,
     peers: Vec<PeerReport>,
 }
 
@@ -172,6 +174,8 @@ fn report(pool: &Pool) -> PoolReport {
         orphaned: stats.orphaned,
         waiters: stats.waiters,
         wakes: stats.wakes,
+        spinners: stats.spinners,
+        spin_refused: stats.spin_refused,
         peers,
     }
 }
@@ -199,8 +203,8 @@ pub fn inspect(dir: Option<&Path>, args: &InspectArgs) -> CliResult {
         yes(r.orphaned)
     );
     println!(
-        "  {} producer(s), {} consumer(s), {} blocked; {} wake system calls",
-        r.producers, r.consumers, r.waiters, r.wakes
+        "  {} producer(s), {} consumer(s), {} blocked, {} spinning; {} wake system calls, {} spins refused",
+        r.producers, r.consumers, r.waiters, r.spinners, r.wakes, r.spin_refused
     );
     for p in &r.peers {
         let alive = if p.alive { "alive" } else { "DEAD" };

@@ -128,6 +128,8 @@ pub struct Row {
     samples: usize,
     /// Rounds measured; the row is the one with the median hand-off p50.
     rounds: usize,
+    /// Every round's hand-off p50, lowest first: the spread tells machine variance from a change.
+    round_p50s_ns: Vec<u64>,
     pinned: bool,
     bad_pages: u64,
     breakdown: Breakdown,
@@ -156,6 +158,7 @@ impl Row {
         let msgs_per_s = combine(&rate).round();
         let per_msg = |cpu: u64, msgs: u64| cpu.checked_div(msgs).unwrap_or(0);
         let latency = Summary::worst_of(rs.iter().map(|r| &r.latency));
+        let deliver = Summary::worst_of(rs.iter().map(|r| &r.deliver));
         let p50 = |f: &dyn Fn(&ReceiverReport) -> &Summary| Summary::worst_of(rs.iter().map(f)).p50_ns;
         Row {
             name: kind.name(),
@@ -165,7 +168,7 @@ impl Row {
             p50_ns: latency.p50_ns,
             p99_ns: latency.p99_ns,
             p999_ns: latency.p999_ns,
-            deliver: Summary::worst_of(rs.iter().map(|r| &r.deliver)),
+            deliver,
             msgs_per_s,
             gb_per_s: msgs_per_s * payload as f64 / 1e9,
             cpu_per_msg_ns: per_msg(
@@ -179,6 +182,7 @@ impl Row {
             window_msgs_per_s: combine(&|r| r.window_msgs_per_s).round(),
             samples: latency.count,
             rounds: 1,
+            round_p50s_ns: vec![deliver.p50_ns],
             pinned,
             bad_pages: rs.iter().map(|r| r.bad_pages).sum(),
             breakdown: Breakdown {
@@ -199,8 +203,10 @@ impl Row {
         let n = rounds.len();
         assert!(n > 0, "a row is measured at least once");
         rounds.sort_by_key(|r| r.deliver.p50_ns);
+        let spread = rounds.iter().map(|r| r.deliver.p50_ns).collect();
         let mut row = rounds.swap_remove((n - 1) / 2);
         row.rounds = n;
+        row.round_p50s_ns = spread;
         row
     }
 }
@@ -237,7 +243,15 @@ pub fn row_line(r: &Row) -> String {
         format_ns(r.breakdown.deliver_p50_ns),
         format_ns(r.breakdown.touch_p50_ns),
         format_ns(r.breakdown.release_p50_ns),
-    )
+    ) + &spread(&r.round_p50s_ns)
+}
+
+/// `  rounds 1.2 µs–3.4 µs`: the lowest and highest round's hand-off p50 (nothing for one round).
+fn spread(p50s: &[u64]) -> String {
+    match (p50s.first(), p50s.last()) {
+        (Some(lo), Some(hi)) if p50s.len() > 1 => format!("  rounds {}–{}", format_ns(*lo), format_ns(*hi)),
+        _ => String::new(),
+    }
 }
 
 #[derive(Serialize)]
