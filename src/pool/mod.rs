@@ -23,6 +23,7 @@ pub(crate) mod exchange;
 pub(crate) mod layout;
 #[cfg(loom)]
 pub mod model;
+pub mod readiness;
 mod registry;
 pub(crate) mod segment;
 pub mod slot_state;
@@ -100,7 +101,8 @@ pub struct Stats {
     pub closed: bool,
     /// Places registered as blocked waiters (a dead one is removed with its place).
     pub waiters: u32,
-    /// `FUTEX_WAKE` system calls notifiers made so far: it stays put while nobody waits.
+    /// Wake system calls notifiers made so far (`FUTEX_WAKE`s and readiness-handle writes): it
+    /// stays put while nobody waits.
     pub wakes: u64,
     pub peers: Vec<PeerInfo>,
 }
@@ -148,6 +150,7 @@ impl Pool {
         // SAFETY: the segment maps `geometry.total` bytes (checked by create/open) and lives in the
         // same Inner as the view, so it outlives it.
         let view = unsafe { View::new(segment.base(), geometry) };
+        view.pipes.locate(&segment.path, file_mode(segment.fd()).unwrap_or(0o600));
         Pool {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -256,6 +259,13 @@ impl Pool {
     }
 }
 
+/// The permission bits of an open file.
+fn file_mode(fd: std::os::fd::BorrowedFd<'_>) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    Some(file.metadata().ok()?.permissions().mode())
+}
+
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
@@ -276,6 +286,7 @@ impl Inner {
         self.view.notify_published();
         self.view.notify_freed();
         self.segment.unlink();
+        self.view.pipes.unlink_all();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
