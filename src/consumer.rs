@@ -22,13 +22,13 @@ use crate::signaler::Spin;
 use crate::sync::Ordering::*;
 use crate::{Error, Mode, Result};
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Receives buffers from a pool. `Send`, not `Sync`: it keeps a position.
 pub struct Consumer {
-    place: Arc<Place>,
+    pub(crate) place: Arc<Place>,
     spin: Spin,
 }
 
@@ -79,7 +79,7 @@ impl Consumer {
     /// [semantics](crate::readiness)). Opened on first call; it stays open
     /// (and the same) as long as the consumer lives.
     pub fn ready_fd(&self) -> Result<RawFd> {
-        self.place.ready_fd().map(|fd| fd.as_raw_fd())
+        self.place.ready_handle().map(|ready| ready.raw())
     }
 
     /// Buffers this consumer missed because a drop-oldest producer reclaimed them first.

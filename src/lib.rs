@@ -23,6 +23,8 @@
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 
+#[cfg(feature = "tokio")]
+mod async_tokio;
 mod config;
 mod consumer;
 mod dtype;

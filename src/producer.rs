@@ -28,14 +28,14 @@ use crate::signaler::Spin;
 use crate::sync::Ordering::*;
 use crate::{Error, Overflow, Result};
 use std::ops::{Deref, DerefMut};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Publishes buffers into a pool. `Send + Sync`: threads may share one producer.
 pub struct Producer {
-    place: Arc<Place>,
+    pub(crate) place: Arc<Place>,
     next: AtomicUsize,
     spin: Spin,
 }
@@ -100,7 +100,7 @@ impl Producer {
     /// [semantics](crate::readiness)). Opened on first call; it stays open
     /// (and the same) as long as the producer lives.
     pub fn ready_fd(&self) -> Result<RawFd> {
-        self.place.ready_fd().map(|fd| fd.as_raw_fd())
+        self.place.ready_handle().map(|ready| ready.raw())
     }
 
     /// Buffers published by this producer.

@@ -61,7 +61,7 @@ pub(crate) struct Inner {
     pub(crate) view: View,
     creator: bool,
     persistent: AtomicBool,
-    lease: Duration,
+    pub(crate) lease: Duration,
     last_sweep: Mutex<Instant>,
 }
 

@@ -6,6 +6,7 @@
 //! - [`Consumer::ready_fd`](crate::Consumer::ready_fd) becomes readable when a buffer may be
 //!   received, [`Producer::ready_fd`](crate::Producer::ready_fd) when a slot may be free (or the
 //!   pool was closed).
+//! - Ask for the descriptor before the first `try_*` call: only calls made while it exists arm it.
 //! - Readiness is a hint: spurious readiness is allowed, so after it, call `try_recv` /
 //!   `try_acquire` until it gives nothing (`Ok(None)`, `WouldBlock` in C and Python), then wait
 //!   again. Never read from the descriptor yourself.
@@ -57,6 +58,19 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// A place's readiness handle: its end of the FIFO, and its tokio registration if any.
+pub(crate) struct Ready {
+    pub(crate) fd: OwnedFd,
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: OnceLock<crate::async_tokio::Registered>,
+}
+
+impl Ready {
+    pub(crate) fn raw(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
 
 /// Where a pool's FIFOs are, and this process's write ends of them (opened when first needed, kept
 /// for the life of the mapping: waking an armed handle then costs one `write`).
@@ -177,15 +191,19 @@ fn drain(fd: BorrowedFd<'_>) {
 
 impl Place {
     /// This place's readiness handle, opened on first use.
-    pub(crate) fn ready_fd(&self) -> Result<BorrowedFd<'_>> {
-        if let Some(fd) = self.ready.get() {
-            return Ok(fd.as_fd());
+    pub(crate) fn ready_handle(&self) -> Result<&Ready> {
+        if let Some(ready) = self.ready.get() {
+            return Ok(ready);
         }
         let fd = self.pool.view.pipes.open(self.role, self.index).map_err(|e| {
             let path = self.pool.view.pipes.path(self.role, self.index).unwrap_or_default();
             Error::io(format!("opening the readiness handle {}", path.display()), e)
         })?;
-        Ok(self.ready.get_or_init(|| fd).as_fd())
+        Ok(self.ready.get_or_init(|| Ready {
+            fd,
+            #[cfg(feature = "tokio")]
+            tokio: OnceLock::new(),
+        }))
     }
 
     /// One non-blocking attempt of an operation waiting for `event`. With a readiness handle, an
@@ -198,11 +216,11 @@ impl Place {
     ) -> Result<Option<T>> {
         let handle = self.ready.get();
         let first = attempt();
-        let Some(fd) = handle else {
+        let Some(ready) = handle else {
             return first.map(Attempt::ready);
         };
         if let Ok(Attempt::Pending | Attempt::Busy) = first {
-            drain(fd.as_fd());
+            drain(ready.fd.as_fd());
             self.set_armed(event, true);
             let mut again = attempt();
             // A dead peer may be what we wait for: sweep (at most once a lease), then re-check.

@@ -102,7 +102,7 @@ pub(crate) struct Place {
     /// Threads of this process blocked through this place, per event (see `waiters`).
     pub(super) waits: Mutex<super::waiters::Waits>,
     /// This place's readiness handle, once asked for (see `readiness`).
-    pub(super) ready: std::sync::OnceLock<OwnedFd>,
+    pub(super) ready: std::sync::OnceLock<super::readiness::Ready>,
 }
 
 impl Drop for Place {
