@@ -105,9 +105,26 @@ fn consume_via_epoll(consumer: &mut Consumer, count: u32) -> Result<(), String> 
     Ok(())
 }
 
+/// Creates pool `name` in `dir`, arms a consumer's handle, and waits to be killed.
+fn creator_armed(dir: &str, name: &str) -> Result<(), String> {
+    let pool = Pool::create(name, &Config::new(2, 4096).directory(Path::new(dir))).map_err(|e| e.to_string())?;
+    let mut consumer = pool.consumer().map_err(|e| e.to_string())?;
+    consumer.ready_fd().map_err(|e| e.to_string())?;
+    if consumer.try_recv().map_err(|e| e.to_string())?.is_some() {
+        return Err("nothing was published".into());
+    }
+    println!("ARMED");
+    loop {
+        std::thread::park();
+    }
+}
+
 #[test]
 fn child() {
     child_main(|role, args| {
+        if role == "creator-armed" {
+            return creator_armed(&args[0], &args[1]);
+        }
         let pool = Pool::open_in(&args[1], Some(Path::new(&args[0]))).map_err(|e| e.to_string())?;
         match role {
             "epoll-producer" => {
@@ -224,4 +241,17 @@ fn a_killed_armed_waiter_costs_at_most_one_write_before_it_is_reaped() {
         producer.try_acquire().unwrap().unwrap().publish().unwrap();
     }
     assert_eq!(pool.stats().wakes, wakes + 1, "one byte for the arming, none after");
+}
+
+#[test]
+fn gc_removes_the_fifos_of_a_pool_whose_creator_died() {
+    let dir = TempDir::new("ready-gc");
+    let mut child = spawn_child("creator-armed", &[dir.path().display().to_string(), "g".into()]);
+    wait_until(Duration::from_secs(10), "the child to arm", || fifos(dir.path()).len() == 1);
+    kill9(&mut child);
+    let live = Pool::create("live", &Config::new(2, 4096).directory(dir.path())).unwrap();
+    let handle = live.consumer().unwrap();
+    handle.ready_fd().unwrap();
+    assert_eq!(Pool::gc(Some(dir.path())).unwrap(), vec!["g".to_string()]);
+    assert_eq!(fifos(dir.path()), vec![".shmpool.live.ready.c0".to_string()], "only the dead pool's FIFO goes");
 }

@@ -157,6 +157,13 @@ impl Pipes {
     }
 }
 
+/// The pool a readiness FIFO's file name belongs to, if it is one.
+pub(crate) fn pool_of_fifo(file_name: &str) -> Option<&str> {
+    let (pool, place) = file_name.strip_prefix(".shmpool.")?.rsplit_once(".ready.")?;
+    let index = place.strip_prefix('c').or_else(|| place.strip_prefix('p'))?;
+    index.parse::<usize>().ok().map(|_| pool)
+}
+
 /// Opens an existing FIFO read-write and non-blocking, refusing anything that is not a FIFO (the
 /// directory is shared: a symlink or a regular file there must not be written to).
 fn open_fifo(path: &CString) -> io::Result<OwnedFd> {
