@@ -272,11 +272,13 @@ typedef struct shmpool_stats {
      */
     uint64_t dropped;
     /**
-     * `FUTEX_WAKE` system calls notifiers made (it stays put while nobody waits).
+     * Wake system calls notifiers made: `FUTEX_WAKE`s and readiness-descriptor writes (it stays
+     * put while nobody waits).
      */
     uint64_t wakes;
     /**
-     * Producer and consumer places registered as blocked waiters.
+     * Producer and consumer places registered as waiters (blocked, or with an armed readiness
+     * descriptor).
      */
     uint32_t waiters;
 } shmpool_stats;

@@ -99,7 +99,8 @@ pub struct Stats {
     pub published: u64,
     pub dropped: u64,
     pub closed: bool,
-    /// Places registered as blocked waiters (a dead one is removed with its place).
+    /// Places registered as waiters, blocked or with an armed readiness handle (a dead one is
+    /// removed with its place).
     pub waiters: u32,
     /// Wake system calls notifiers made so far (`FUTEX_WAKE`s and readiness-handle writes): it
     /// stays put while nobody waits.
