@@ -30,14 +30,16 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 LIB_A := target/release/libshmpool.a
 GST_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0
 
-C_BINS := $(BUILD)/test_api $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
+C_BINS := $(BUILD)/test_api $(BUILD)/test_epoll $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
 CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
+GLIB_BINS := $(BUILD)/glib_consumer
 GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst $(BUILD)/shmsink_bench $(BUILD)/elements
 
-.PHONY: all lib gst-plugin header check-header c cxx gst install uninstall clean-c
-all: c cxx gst
+.PHONY: all lib gst-plugin header check-header c cxx glib gst install uninstall clean-c
+all: c cxx glib gst
 c: $(C_BINS)
 cxx: $(CXX_BINS)
+glib: $(GLIB_BINS)
 gst: $(GST_BINS)
 
 lib:
@@ -65,6 +67,11 @@ $(BUILD):
 
 $(BUILD)/test_api: tests/c/test_api.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/test_epoll: tests/c/test_epoll.c include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
+# The GLib example is C11 (GLib's headers are not C99-pedantic-clean).
+$(BUILD)/glib_consumer: examples/c/glib_consumer.c include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CC) -std=c11 $(WARN) -O2 -g -Iinclude $$(pkg-config --cflags glib-2.0) $< -o $@ $(LIB_A) $$(pkg-config --libs glib-2.0) $(STATIC_LIBS)
 $(BUILD)/%: examples/c/%.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/test_api_cpp: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)

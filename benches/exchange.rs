@@ -6,6 +6,8 @@
 //!   broadcast to two consumers; a work queue; `try_recv` of an empty pool.
 //! - `signaler/*`: the Signaler's post (`notify`) with nobody waiting (a fence and a load) and with
 //!   a registered waiter (plus a FUTEX_WAKE system call).
+//! - `readiness/*`: publishing while the consumer's readiness handle is armed (one `write`) and
+//!   while nobody waits.
 //! - `metadata/*`: writing a slot's timestamp, dtype, shape and user metadata; reading them back.
 //!
 //! `cargo bench --bench exchange` (benches/run.sh runs it and puts the medians in RESULTS.md).
@@ -176,6 +178,38 @@ fn metadata(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cost of one publication for its producer when the consumer waits in an event loop (its
+/// readiness handle armed: publishing writes its byte) and when nobody waits (one load).
+fn readiness(c: &mut Criterion) {
+    let scratch = Scratch::new();
+    let mut group = c.benchmark_group("readiness");
+    for armed in [false, true] {
+        let pool = scratch.pool(&format!("ready-{armed}"), Config::new(SLOTS, 64));
+        let producer = pool.producer().expect("producer");
+        let mut consumer = pool.consumer().expect("consumer");
+        if armed {
+            consumer.ready_fd().expect("ready_fd");
+        }
+        let label = if armed { "publish_armed_waiter" } else { "publish_no_waiter" };
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // Untimed: the consumer finds nothing, which arms its handle (if it has one).
+                    assert!(consumer.try_recv().expect("try_recv").is_none());
+                    let buf = producer.acquire(None).expect("acquire");
+                    let start = Instant::now();
+                    black_box(buf.publish().expect("publish"));
+                    total += start.elapsed();
+                    drop(consumer.try_recv().expect("try_recv").expect("published"));
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     let quick = std::env::var_os("SHMPOOL_BENCH_QUICK").is_some();
     let (warm, measure) = if quick { (100, 400) } else { (500, 2_000) };
@@ -188,6 +222,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = path, signaler, metadata
+    targets = path, signaler, metadata, readiness
 }
 criterion_main!(benches);

@@ -277,11 +277,13 @@ typedef struct shmpool_stats {
      */
     uint64_t dropped;
     /**
-     * `FUTEX_WAKE` system calls notifiers made (it stays put while nobody waits).
+     * Wake system calls notifiers made: `FUTEX_WAKE`s and readiness-descriptor writes (it stays
+     * put while nobody waits).
      */
     uint64_t wakes;
     /**
-     * Producer and consumer places registered as blocked waiters.
+     * Producer and consumer places registered as waiters (blocked, or with an armed readiness
+     * descriptor).
      */
     uint32_t waiters;
     /**
@@ -689,6 +691,21 @@ const uint8_t *shmpool_read_buf_user_meta(const struct shmpool_read_buf *buf, si
  * Index of the slot in the pool (SIZE_MAX for a NULL or spent handle).
  */
 size_t shmpool_read_buf_slot_index(const struct shmpool_read_buf *buf);
+
+/**
+ * Writes the consumer's readiness descriptor to `*fd`, for `epoll`/`poll`/`g_unix_fd_add`: it
+ * becomes readable when a buffer may be received. Ask for it before the first try_recv; when it
+ * is readable, call `shmpool_consumer_try_recv` until `SHMPOOL_WOULD_BLOCK` (which re-arms it),
+ * then wait again. Readiness may be spurious. Do not read or close it: it belongs to the consumer.
+ * To notice dead peers, wait at most the pool's lease at a time. Same thread rule as receiving.
+ */
+shmpool_status shmpool_consumer_fd(const struct shmpool_consumer *consumer, int32_t *fd);
+
+/**
+ * Writes the producer's readiness descriptor to `*fd`: readable when a slot may be free. Used as
+ * `shmpool_consumer_fd`, with `shmpool_producer_try_acquire`.
+ */
+shmpool_status shmpool_producer_fd(const struct shmpool_producer *producer, int32_t *fd);
 
 #ifdef __cplusplus
 }  // extern "C"

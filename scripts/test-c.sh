@@ -88,6 +88,7 @@ check "shmpool.h compiles as C99 (-Wall -Wextra -pedantic -Werror)" header_c
 check "shmpool.h and shmpool.hpp compile as C++17 (-Wall -Wextra -pedantic -Werror)" header_cxx
 check "C tests and examples compile (C99, -Wall -Wextra -pedantic -Werror)" make -s BUILD="$BUILD" c
 check "C++ tests and examples compile (C++17/C++20, -Wall -Wextra -pedantic -Werror)" make -s BUILD="$BUILD" cxx
+check "GLib example compiles (C11, pkg-config glib-2.0)" make -s BUILD="$BUILD" glib
 check "GStreamer examples compile (C++17, -Wall -Wextra -pedantic -Werror)" make -s BUILD="$BUILD" gst
 
 echo "-- API tests"
@@ -100,6 +101,8 @@ check "C API: round trip, bad arguments, double publish/release, wrong consumer"
 check "C API under valgrind: 0 errors, 0 leaks" \
   run_in_fresh valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
   "$BUILD/test_api"
+check "C: epoll loops on consumer and producer readiness descriptors (forked producer, in order)" \
+  run_in_fresh "$BUILD/test_epoll"
 check "C++ wrapper (C++17): RAII, moves, exceptions with status and message" run_in_fresh "$BUILD/test_api_cpp"
 check "C++ wrapper (C++20, std::span)" run_in_fresh "$BUILD/test_api_cpp20"
 check "C++ wrapper under valgrind: 0 errors, 0 leaks" \
@@ -120,6 +123,10 @@ d=$(fresh_dir)
 check "C++ producer -> C consumer" pair "$d" \
   "$BUILD/consumer" cpp2c "$d" 300 -- \
   "$BUILD/producer_cpp" cpp2c "$d" 300 4096 1
+d=$(fresh_dir)
+check "C producer -> GLib main loop consumer (g_unix_fd_add on shmpool_consumer_fd)" pair "$d" \
+  "$BUILD/glib_consumer" c2glib "$d" 2000 -- \
+  "$BUILD/producer" c2glib "$d" 2000 4096 1
 d=$(fresh_dir)
 check "GStreamer appsink (1080p RGB) -> Rust consumer: shape (1080,1920,3), caps, increasing PTS" pair "$d" \
   "$R/rust_consumer" gst2rust --dir "$d" --count 30 --quiet --expect-shape 1080,1920,3 \

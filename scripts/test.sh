@@ -16,6 +16,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The iceoryx2 rows of the benchmark (benches/run.sh) are behind a feature: lint them too so they
 # cannot rot (about a minute from scratch on 2 vCPUs).
 cargo clippy --locked -p shmpool-cli --features iceoryx2-bench -- -D warnings
+# The core's optional tokio support (recv_async/acquire_async).
+cargo clippy --locked -p shmpool --all-targets --features tokio -- -D warnings
 
 echo "== Rust: the core crate depends on nothing but what the core needs"
 core_deps=$(cargo tree --locked -p shmpool -e normal --prefix none | sed 's/ .*//' | sort -u)
@@ -29,6 +31,8 @@ cargo package --locked -p shmpool --quiet
 
 echo "== Rust: tests (every crate of the workspace but the Python module, which pytest runs)"
 cargo test --locked
+cargo test --locked -p shmpool --features tokio --test tokio
+cargo test --locked -p shmpool --features tokio --doc async_tokio
 
 echo "== Rust: model checking of the slot state machine (loom)"
 LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

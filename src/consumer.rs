@@ -22,12 +22,13 @@ use crate::signaler::Spin;
 use crate::sync::Ordering::*;
 use crate::{Error, Mode, Result};
 use std::ops::Deref;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Receives buffers from a pool. `Send`, not `Sync`: it keeps a position.
 pub struct Consumer {
-    place: Arc<Place>,
+    pub(crate) place: Arc<Place>,
     spin: Spin,
 }
 
@@ -69,12 +70,18 @@ impl Consumer {
         self.place.block_on(Event::Published, timeout, &self.spin, || self.attempt())
     }
 
-    /// Receives the next buffer if one is published now.
+    /// Receives the next buffer if one is published now. With a [readiness
+    /// handle](Consumer::ready_fd), `Ok(None)` also arms it.
     pub fn try_recv(&mut self) -> Result<Option<ReadBuf>> {
-        match self.attempt()? {
-            Attempt::Ready(buf) => Ok(Some(buf)),
-            Attempt::Pending | Attempt::Busy => Ok(None),
-        }
+        self.place.try_once(Event::Published, || self.attempt())
+    }
+
+    /// A file descriptor that becomes readable when a buffer may be received, for event loops:
+    /// call [`Consumer::try_recv`] until `Ok(None)` after it is readable (see the
+    /// [semantics](crate::readiness)). Opened on first call; it stays open
+    /// (and the same) as long as the consumer lives.
+    pub fn ready_fd(&self) -> Result<RawFd> {
+        self.place.ready_handle().map(|ready| ready.raw())
     }
 
     /// Buffers this consumer missed because a drop-oldest producer reclaimed them first.

@@ -23,6 +23,8 @@
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 
+#[cfg(feature = "tokio")]
+mod async_tokio;
 mod config;
 mod consumer;
 mod dtype;
@@ -39,7 +41,7 @@ pub use consumer::{Consumer, ReadBuf};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use pool::layout::{MAX_CONSUMERS, MAX_DIMS, MAX_META_BYTES, MAX_PRODUCERS, MAX_SLOTS, PAGE};
-pub use pool::{PeerInfo, Pool, PoolEntry, Role, Stats};
+pub use pool::{readiness, PeerInfo, Pool, PoolEntry, Role, Stats};
 pub use producer::{monotonic_ns, Producer, WriteBuf};
 
 /// Library version.

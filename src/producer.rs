@@ -28,13 +28,14 @@ use crate::signaler::Spin;
 use crate::sync::Ordering::*;
 use crate::{Error, Overflow, Result};
 use std::ops::{Deref, DerefMut};
+use std::os::fd::RawFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Publishes buffers into a pool. `Send + Sync`: threads may share one producer.
 pub struct Producer {
-    place: Arc<Place>,
+    pub(crate) place: Arc<Place>,
     next: AtomicUsize,
     spin: Spin,
 }
@@ -88,9 +89,18 @@ impl Producer {
         })
     }
 
-    /// Takes a free slot if there is one now.
+    /// Takes a free slot if there is one now. With a [readiness handle](Producer::ready_fd),
+    /// `Ok(None)` also arms it.
     pub fn try_acquire(&self) -> Result<Option<WriteBuf>> {
-        self.attempt()
+        self.place.try_once(Event::Freed, || Ok(self.attempt()?.map_or(Attempt::Pending, Attempt::Ready)))
+    }
+
+    /// A file descriptor that becomes readable when a slot may be free, for event loops: call
+    /// [`Producer::try_acquire`] until `Ok(None)` after it is readable (see the
+    /// [semantics](crate::readiness)). Opened on first call; it stays open
+    /// (and the same) as long as the producer lives.
+    pub fn ready_fd(&self) -> Result<RawFd> {
+        self.place.ready_handle().map(|ready| ready.raw())
     }
 
     /// Buffers published by this producer.

@@ -38,9 +38,14 @@ pub fn notify(event: &AtomicU32, waiters: &AtomicU64) -> bool {
     if waiters.load(SeqCst) == 0 {
         return false;
     }
+    wake(event);
+    true
+}
+
+/// Bumps `event` and wakes its sleepers: [`notify`] once the caller knows that somebody sleeps.
+pub(crate) fn wake(event: &AtomicU32) {
     event.fetch_add(1, Release);
     wake_all(event);
-    true
 }
 
 /// Sleeping on an event, for a caller that has registered as its waiter and stays registered for

@@ -94,9 +94,54 @@ fn child() {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
+            // In the namespace: receive `count` buffers in order, waiting only with poll(2) on
+            // the consumer's readiness handle.
+            "ns-ready-consumer" => {
+                let pool = Pool::open(name).map_err(|e| e.to_string())?;
+                let mut consumer = pool.consumer().map_err(|e| e.to_string())?;
+                let fd = consumer.ready_fd().map_err(|e| e.to_string())?;
+                let count: u32 = args[1].parse().unwrap();
+                let mut next = 0;
+                while next < count {
+                    while let Some(buf) = consumer.try_recv().map_err(|e| e.to_string())? {
+                        if check(&buf)? != (1, next) {
+                            return Err(format!("buffer {next} out of order"));
+                        }
+                        next += 1;
+                    }
+                    let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one valid pollfd; the consumer keeps `fd` open.
+                    if next < count && unsafe { libc::poll(&mut poll, 1, 10_000) } == 0 {
+                        return Err(format!("no readiness at buffer {next}"));
+                    }
+                }
+                Ok(())
+            }
             _ => Err(format!("unknown role {role}")),
         }
     });
+}
+
+#[test]
+fn a_consumer_in_another_container_waits_through_its_readiness_handle() {
+    let dir = TempDir::new("ns-ready");
+    let pool = Pool::create("nsr", &Config::new(2, 8192).directory(dir.path())).unwrap();
+    let count = 500u32;
+    let inside = in_namespace(&dir, "ns-ready-consumer", &["nsr".to_string(), count.to_string()]);
+    wait_until(Duration::from_secs(20), "the namespaced consumer to join", || pool.stats().consumers == 1);
+    let producer = pool.producer().unwrap();
+    for i in 0..count {
+        let mut buf = producer.acquire(secs(20)).unwrap();
+        fill(&mut buf[..64], 1, i);
+        buf.set_len(64).unwrap();
+        buf.publish().unwrap();
+        if i % 16 == 0 {
+            // Let the consumer drain and arm its handle, so that publishing has to wake it.
+            wait_until(Duration::from_secs(20), "the consumer to arm", || pool.stats().waiters == 1);
+        }
+    }
+    expect_success(inside, Duration::from_secs(30), "the namespaced consumer");
+    assert!(pool.stats().wakes > 0, "the consumer was woken through its handle");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The pools of a directory as files: list them, collect the abandoned ones, remove one by name.
 //! What `shmpool ls`, `gc` and `rm` do, in every language.
 
-use super::{segment, Pool};
+use super::{readiness, segment, Pool};
 use crate::config::resolve_dir;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,14 @@ impl Pool {
                 name.starts_with(segment::PREFIX) || (name.starts_with(segment::TEMP_PREFIX) && name.ends_with(".tmp"));
             if ours && segment::remove_if_unused(&entry.path()).unwrap_or(false) {
                 removed.push(name.strip_prefix(segment::PREFIX).unwrap_or(name).to_string());
+            }
+        }
+        // Readiness FIFOs of pools that are gone (their creator died before closing them).
+        for entry in read_dir(directory)? {
+            let file_name = entry.file_name();
+            let Some(pool) = file_name.to_str().and_then(readiness::pool_of_fifo) else { continue };
+            if !entry.path().with_file_name(format!("{}{pool}", segment::PREFIX)).exists() {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(removed)

@@ -17,9 +17,10 @@
 use super::layout::{
     ring_entry, ConsumerRecord, Control, Geometry, ProducerRecord, SlotHeader, MAX_PRODUCERS, PEER_ACTIVE, PEER_FREE,
 };
+use super::readiness::Pipes;
 use super::slot_state as state;
+use super::Event;
 use crate::config::Mode;
-use crate::signaler;
 use crate::sync::{AtomicU64, Ordering::*};
 use crate::{Error, Result};
 
@@ -46,6 +47,8 @@ pub(crate) struct View {
     ring: *const AtomicU64,
     user_meta: *mut u8,
     data: *mut u8,
+    /// This process's ends of the places' readiness handles, opened when first written to.
+    pub(crate) pipes: Pipes,
 }
 
 // SAFETY: a View only hands out shared references to atomics and raw pointers into a mapping that
@@ -82,6 +85,7 @@ impl View {
             ring: at(geometry.ring).cast(),
             user_meta: at(geometry.user_meta),
             data: at(geometry.data),
+            pipes: Pipes::default(),
         }
     }
 
@@ -109,6 +113,7 @@ impl View {
             ring,
             user_meta: std::ptr::null_mut(),
             data: std::ptr::null_mut(),
+            pipes: Pipes::default(),
         }
     }
 
@@ -534,17 +539,11 @@ impl View {
     }
 
     pub fn notify_published(&self) {
-        let control = self.control();
-        if signaler::notify(&control.published_event, &control.published_waiters) {
-            control.wakes.fetch_add(1, Relaxed);
-        }
+        self.notify(Event::Published);
     }
 
     pub fn notify_freed(&self) {
-        let control = self.control();
-        if signaler::notify(&control.freed_event, &control.freed_waiters) {
-            control.wakes.fetch_add(1, Relaxed);
-        }
+        self.notify(Event::Freed);
     }
 }
 

@@ -129,6 +129,10 @@ pub(crate) const PEER_ACTIVE: u32 = 1;
 /// A record's `waiting` bits.
 pub(crate) const WAIT_PUBLISHED: u32 = 1;
 pub(crate) const WAIT_FREED: u32 = 2;
+/// The place's readiness handle is armed for the event (see `pool::readiness`); a notifier takes
+/// the bit away when it writes the handle's byte.
+pub(crate) const WAIT_PUBLISHED_FD: u32 = 4;
+pub(crate) const WAIT_FREED_FD: u32 = 8;
 
 /// Metadata of one slot, on cache lines of its own so that a producer filling one slot never
 /// contends with a consumer reading its neighbour.

@@ -23,6 +23,7 @@ pub(crate) mod exchange;
 pub(crate) mod layout;
 #[cfg(loom)]
 pub mod model;
+pub mod readiness;
 mod readonly;
 mod registry;
 mod restart;
@@ -68,7 +69,7 @@ pub(crate) struct Inner {
     /// Whether this handle created the pool (or took an orphaned one over, see `restart`).
     creator: AtomicBool,
     persistent: AtomicBool,
-    lease: Duration,
+    pub(crate) lease: Duration,
     last_sweep: Mutex<Instant>,
     /// When this handle last checked whether the pool is orphaned, and the answer.
     orphan_check: Mutex<Option<(Instant, bool)>>,
@@ -119,9 +120,11 @@ pub struct Stats {
     /// Whether the pool is orphaned: not closed, not persisted, its creator gone and no live
     /// producer left; consumers get [`crate::Error::Orphaned`] once drained.
     pub orphaned: bool,
-    /// Places registered as blocked waiters (a dead one is removed with its place).
+    /// Places registered as waiters, blocked or with an armed readiness handle (a dead one is
+    /// removed with its place).
     pub waiters: u32,
-    /// `FUTEX_WAKE` system calls notifiers made so far: it stays put while nobody waits.
+    /// Wake system calls notifiers made so far (`FUTEX_WAKE`s and readiness-handle writes): it
+    /// stays put while nobody waits.
     pub wakes: u64,
     /// Places spinning now (at most one fewer than the CPUs).
     pub spinners: u32,
@@ -204,6 +207,7 @@ impl Pool {
         // same Inner as the view, so it outlives it.
         let view = unsafe { View::new(segment.base(), geometry) };
         let read_only = readonly::ReadOnlyData::map(segment.fd(), &geometry)?;
+        view.pipes.locate(&segment.path, file_mode(segment.fd()).unwrap_or(0o600));
         Ok(Pool {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -318,6 +322,13 @@ impl Pool {
     }
 }
 
+/// The permission bits of an open file.
+fn file_mode(fd: std::os::fd::BorrowedFd<'_>) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    Some(file.metadata().ok()?.permissions().mode())
+}
+
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
@@ -338,6 +349,7 @@ impl Inner {
         self.view.notify_published();
         self.view.notify_freed();
         self.segment.unlink();
+        self.view.pipes.unlink_all();
     }
 
     pub(crate) fn is_closed(&self) -> bool {

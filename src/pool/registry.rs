@@ -100,7 +100,9 @@ pub(crate) struct Place {
     pub index: usize,
     fd: OwnedFd,
     /// Threads of this process blocked through this place, per event (see `waiters`).
-    pub(super) waits: Mutex<[u32; 2]>,
+    pub(super) waits: Mutex<super::waiters::Waits>,
+    /// This place's readiness handle, once asked for (see `readiness`).
+    pub(super) ready: std::sync::OnceLock<super::readiness::Ready>,
 }
 
 impl Drop for Place {
@@ -126,7 +128,14 @@ impl Inner {
             // We hold the place: whatever a previous holder left is ours to clean.
             role.clean(&self.view, index);
             (table.join)(&self.view, index, std::process::id());
-            return Ok(Arc::new(Place { pool: self.clone(), role, index, fd, waits: Mutex::new([0; 2]) }));
+            return Ok(Arc::new(Place {
+                pool: self.clone(),
+                role,
+                index,
+                fd,
+                waits: Mutex::default(),
+                ready: Default::default(),
+            }));
         }
         Err(Error::TooManyPeers { role: table.name, limit: table.places })
     }

@@ -28,7 +28,7 @@ impl shmpool_consumer {
     /// No other call on this consumer may be receiving at the same time (module contract: one
     /// receiving thread at a time).
     #[allow(clippy::mut_from_ref)]
-    unsafe fn receiver(&self) -> &mut Consumer {
+    pub(crate) unsafe fn receiver(&self) -> &mut Consumer {
         // SAFETY: per this function's contract, nobody else holds a reference into the cell; the
         // release path only uses `bufs`, outside the cell.
         unsafe { &mut *self.consumer.get() }

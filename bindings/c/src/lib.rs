@@ -38,12 +38,15 @@ mod consumer;
 
 mod buffers;
 
+mod ready;
+
 pub use buffers::*;
 pub use config::*;
 pub use consumer::*;
 pub use error::*;
 pub use pool::*;
 pub use producer::*;
+pub use ready::*;
 
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -55,9 +55,11 @@ pub struct shmpool_stats {
     pub published: u64,
     /// Buffers reclaimed before every consumer saw them (drop-oldest).
     pub dropped: u64,
-    /// `FUTEX_WAKE` system calls notifiers made (it stays put while nobody waits).
+    /// Wake system calls notifiers made: `FUTEX_WAKE`s and readiness-descriptor writes (it stays
+    /// put while nobody waits).
     pub wakes: u64,
-    /// Producer and consumer places registered as blocked waiters.
+    /// Producer and consumer places registered as waiters (blocked, or with an armed readiness
+    /// descriptor).
     pub waiters: u32,
     /// Whether the handle that created the pool (or took it over) is alive.
     pub creator_alive: bool,

@@ -14,7 +14,7 @@ pub const SHMPOOL_NO_SEQUENCE: u64 = u64::MAX;
 pub struct shmpool_producer {
     /// Declared first: outstanding buffers are aborted before the producer leaves the pool.
     bufs: Table<shmpool_write_buf>,
-    producer: Producer,
+    pub(crate) producer: Producer,
 }
 
 impl shmpool_producer {

@@ -68,6 +68,12 @@ pub(crate) fn blocking<T: Send, E: PyErrorClass + Send>(
     }
 }
 
+/// Calls `shmpool._aio.<name>(*args)`: the asyncio side lives in Python, over `fileno()` and
+/// the `try_*` methods.
+fn aio<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<Bound<'py, PyAny>> {
+    py.import("shmpool._aio")?.getattr(name)?.call1(args)
+}
+
 fn parse_enum<T: std::str::FromStr<Err = Error>>(value: &str) -> PyResult<T> {
     value.parse().map_err(to_py)
 }
@@ -373,6 +379,26 @@ impl Producer {
         WriteBuffer::new(py, buf)
     }
 
+    /// Takes a free slot if there is one now, else returns `None` (which, once `fileno()` was
+    /// asked for, arms the readiness descriptor).
+    fn try_acquire(&self, py: Python<'_>) -> PyResult<Option<WriteBuffer>> {
+        match self.get()?.try_acquire().map_err(to_py)? {
+            Some(buf) => WriteBuffer::new(py, buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The readiness descriptor: readable when a slot may be free (see `shmpool._aio`).
+    fn fileno(&self) -> PyResult<i32> {
+        self.get()?.ready_fd().map_err(to_py)
+    }
+
+    /// Awaitable `acquire` for asyncio (see `shmpool._aio.aacquire`).
+    #[pyo3(signature = (timeout=None))]
+    fn aacquire<'py>(slf: Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        aio(slf.py(), "aacquire", (slf.clone(), timeout))
+    }
+
     /// Buffers this producer published (still readable after `close()`).
     #[getter]
     fn published(&self) -> u64 {
@@ -417,6 +443,10 @@ impl Consumer {
         Buffer::new(buf).map_err(Failure::Py)
     }
 
+    fn with<T>(&self, f: impl FnOnce(&mut shmpool::Consumer) -> T) -> PyResult<T> {
+        lock(&self.inner).as_mut().map(f).ok_or_else(|| to_py(Error::Closed))
+    }
+
     fn counts(&self) -> (u64, u64) {
         match lock(&self.inner).as_ref() {
             Some(c) => (c.received(), c.dropped()),
@@ -444,6 +474,34 @@ impl Consumer {
             Err(Failure::Core(Error::Closed)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Receives the next buffer if one is published now, else returns `None` (which, once
+    /// `fileno()` was asked for, arms the readiness descriptor).
+    fn try_recv(&self) -> PyResult<Option<Buffer>> {
+        match self.with(|c| c.try_recv())?.map_err(to_py)? {
+            Some(buf) => Buffer::new(buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The readiness descriptor: readable when a buffer may be received (see `shmpool._aio`).
+    fn fileno(&self) -> PyResult<i32> {
+        self.with(|c| c.ready_fd())?.map_err(to_py)
+    }
+
+    /// Awaitable `recv` for asyncio (see `shmpool._aio.arecv`).
+    #[pyo3(signature = (timeout=None))]
+    fn arecv<'py>(slf: Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        aio(slf.py(), "arecv", (slf.clone(), timeout))
+    }
+
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio(slf.py(), "anext", (slf.clone(),))
     }
 
     /// Buffers this consumer received (still readable after `close()`).

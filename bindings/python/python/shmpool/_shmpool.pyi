@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator, Literal, Optional, Sequence, Tuple, Union, final
+from typing import Any, AsyncIterator, Iterator, Literal, Optional, Sequence, Tuple, Union, final
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer as _BufferProto
@@ -136,6 +136,12 @@ class Producer:
     def acquire(self, timeout: Optional[float] = None) -> WriteBuffer:
         """Takes a free slot, waiting up to timeout seconds (None: forever). Raises
         TimeoutError, Closed; KeyboardInterrupt on Ctrl-C."""
+    def try_acquire(self) -> Optional[WriteBuffer]:
+        """Takes a free slot if there is one now, else None (which arms fileno())."""
+    def fileno(self) -> int:
+        """Readiness descriptor: readable when a slot may be free; then try_acquire until None."""
+    async def aacquire(self, timeout: Optional[float] = None) -> WriteBuffer:
+        """acquire in the running asyncio loop (no thread); cancelling takes no slot."""
     @property
     def published(self) -> int: ...
     def close(self) -> None: ...
@@ -149,6 +155,14 @@ class Consumer:
         TimeoutError, Closed (once the closed pool is drained); KeyboardInterrupt on Ctrl-C."""
     def __iter__(self) -> Iterator[Buffer]: ...
     def __next__(self) -> Buffer: ...
+    def try_recv(self) -> Optional[Buffer]:
+        """Receives the next buffer if one is published now, else None (which arms fileno())."""
+    def fileno(self) -> int:
+        """Readiness descriptor: readable when a buffer may be received; then try_recv until None."""
+    async def arecv(self, timeout: Optional[float] = None) -> Buffer:
+        """recv in the running asyncio loop (no thread); cancelling loses no buffer."""
+    def __aiter__(self) -> AsyncIterator[Buffer]: ...
+    async def __anext__(self) -> Buffer: ...
     @property
     def received(self) -> int: ...
     @property
