@@ -341,3 +341,101 @@ fn kill_9_of_writers_and_readers_leaks_nothing() {
     drop(store);
     assert_eq!(Store::gc(Some(dir.path())).unwrap(), ["job"]);
 }
+
+const ROUNDS: i64 = 20;
+
+/// The loader's output in round `r` (its length changes per round).
+fn raw(r: i64) -> Vec<u32> {
+    (0..=r as u32).map(|i| r as u32 * 1000 + i).collect()
+}
+
+/// One stage of the loader → model → sink pipeline, in lockstep: the sink acknowledges each
+/// round, the loader waits for the acknowledgement before loading the next.
+fn stage(store: &Store, name: &str) -> Result<(), String> {
+    let s = |e: Error| e.to_string();
+    let wait = secs(30);
+    let ack = ("ack", Decl::scalar(Kind::I64));
+    let raw_decl = ("raw", Decl::array(DType::U32, &[-1]).capacity(4 * 64));
+    let scaled_decl = ("scaled", Decl::array(DType::F64, &[-1]).capacity(8 * 64));
+    match name {
+        "loader" => {
+            let mut op = shmpool::store::Operator::new(store, "loader", &["ack"], &[raw_decl]).map_err(s)?;
+            for _ in 0..ROUNDS {
+                op.run(wait, |inp, out| {
+                    let data = raw(inp.get("ack")?.i64()? + 1);
+                    out[0].array_mut::<u32>(&[data.len()])?.copy_from_slice(&data);
+                    Ok(())
+                })
+                .map_err(s)?;
+            }
+        }
+        "model" => {
+            let mut op = shmpool::store::Operator::new(store, "model", &["raw"], &[scaled_decl]).map_err(s)?;
+            for _ in 0..ROUNDS {
+                op.run(wait, |inp, out| {
+                    let input = inp.get("raw")?.as_slice::<u32>()?;
+                    let output = out[0].array_mut::<f64>(&[input.len()])?;
+                    for (o, &i) in output.iter_mut().zip(input) {
+                        *o = i as f64 * 0.5;
+                    }
+                    Ok(())
+                })
+                .map_err(s)?;
+            }
+        }
+        "sink" => {
+            let mut op = shmpool::store::Operator::new(store, "sink", &["scaled"], &[ack]).map_err(s)?;
+            let mut first = store.write("ack").map_err(s)?;
+            first.set_i64(0).map_err(s)?;
+            first.commit().map_err(s)?;
+            let mut total = 0.0;
+            for r in 1..=ROUNDS {
+                let got = op.run(wait, |inp, out| {
+                    let v = inp.get("scaled")?.as_slice::<f64>()?.to_vec();
+                    out[0].set_i64(r)?;
+                    Ok(v)
+                });
+                let got = got.map_err(s)?;
+                let want: Vec<f64> = raw(r).iter().map(|&x| x as f64 * 0.5).collect();
+                if got != want {
+                    return Err(format!("round {r}: got {got:?}, want {want:?}"));
+                }
+                total += got.iter().sum::<f64>();
+            }
+            println!("final {total}");
+        }
+        other => return Err(format!("no stage {other}")),
+    }
+    Ok(())
+}
+
+#[test]
+fn stage_child() {
+    child_main(|role, args| stage(&open(&args[0], &args[1])?, role));
+}
+
+/// This test binary as `stage` in PID, mount and IPC namespaces of its own: it shares only the
+/// directory with the others.
+fn isolated_stage(dir: &TempDir, stage: &str) -> std::process::Child {
+    let inner = child_command("stage_child", stage, &args(dir, "pipe", &[]));
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount", "--ipc", "--"]).arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        cmd.env(k, v.unwrap());
+    }
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("unshare")
+}
+
+#[test]
+fn a_three_stage_pipeline_started_in_reverse_order_across_namespaces() {
+    let dir = TempDir::new("store-pipe");
+    let sink = child_command("stage_child", "sink", &args(&dir, "pipe", &[])).spawn().unwrap();
+    let model = isolated_stage(&dir, "model");
+    let loader = isolated_stage(&dir, "loader");
+    let want: f64 = (1..=ROUNDS).flat_map(raw).map(|x| x as f64 * 0.5).sum();
+    expect_success(loader, Duration::from_secs(60), "loader");
+    expect_success(model, Duration::from_secs(60), "model");
+    let out = expect_success(sink, Duration::from_secs(60), "sink");
+    assert!(out.contains(&format!("final {want}")), "{out}");
+}

@@ -28,7 +28,10 @@ mod directory;
 mod element;
 mod layout;
 mod map;
+mod op;
 mod read;
+#[cfg(feature = "spec")]
+mod spec;
 mod table;
 mod write;
 
@@ -36,7 +39,10 @@ pub use decl::{check_name, Decl, Kind, DEFAULT_VERSIONS};
 pub use directory::{StoreEntry, VarStatus};
 pub use element::Element;
 pub use layout::{MAX_CAPACITY, MAX_NAME, MAX_PLACES, MAX_VARS, MAX_VERSIONS, MIN_VERSIONS};
+pub use op::{Execution, Inputs, Operator};
 pub use read::Version;
+#[cfg(feature = "spec")]
+pub use spec::Pipeline;
 pub use write::WriteGuard;
 
 use crate::config::resolve_dir;
