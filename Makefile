@@ -28,8 +28,8 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 LIB_A := target/release/libshmpool.a
 GST_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0
 
-C_BINS := $(BUILD)/test_api $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
-CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
+C_BINS := $(BUILD)/test_api $(BUILD)/test_store $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
+CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/test_store_cpp $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
 GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst $(BUILD)/shmsink_bench
 
 .PHONY: all lib header check-header c cxx gst install uninstall clean-c
@@ -59,12 +59,16 @@ $(BUILD):
 
 $(BUILD)/test_api: tests/c/test_api.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/test_store: tests/c/test_store.c include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%: examples/c/%.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/test_api_cpp: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/test_api_cpp20: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) -std=c++20 $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/test_store_cpp: tests/cpp/test_store.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%_cpp: examples/cpp/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%: examples/gstreamer/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)

@@ -100,7 +100,10 @@ check "C API: round trip, bad arguments, double publish/release, wrong consumer"
 check "C API under valgrind: 0 errors, 0 leaks" \
   run_in_fresh valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
   "$BUILD/test_api"
+check "C store API: versions, dynamic shapes, bad input, one writer, read-only views (SIGSEGV), gc" \
+  run_in_fresh "$BUILD/test_store"
 check "C++ wrapper (C++17): RAII, moves, exceptions with status and message" run_in_fresh "$BUILD/test_api_cpp"
+check "C++ store wrapper: RAII versions and writers, discard, exceptions" run_in_fresh "$BUILD/test_store_cpp"
 check "C++ wrapper (C++20, std::span)" run_in_fresh "$BUILD/test_api_cpp20"
 check "C++ wrapper under valgrind: 0 errors, 0 leaks" \
   run_in_fresh valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
