@@ -78,7 +78,8 @@ pub unsafe extern "C" fn shmpool_store_declare(
         let kind = Kind::from_code(kind).ok_or_else(|| Fail::invalid(format!("kind {kind} is unknown")))?;
         let decl = match kind {
             Kind::Array => {
-                let dtype = DType::from_code(dtype).ok_or_else(|| Fail::invalid(format!("dtype {dtype} is unknown")))?;
+                let dtype =
+                    DType::from_code(dtype).ok_or_else(|| Fail::invalid(format!("dtype {dtype} is unknown")))?;
                 if dims.is_null() && ndims > 0 {
                     return Err(Fail::null("dims"));
                 }
@@ -262,8 +263,8 @@ pub unsafe extern "C" fn shmpool_store_version_shape(
 ) -> *const usize {
     guard(ptr::null(), || {
         // SAFETY: NULL or a live handle (module contract).
-        let (dims, n) =
-            unsafe { version.as_ref() }.map_or((ptr::null(), 0), |v| (v.version.shape().as_ptr(), v.version.shape().len()));
+        let (dims, n) = unsafe { version.as_ref() }
+            .map_or((ptr::null(), 0), |v| (v.version.shape().as_ptr(), v.version.shape().len()));
         if !ndims.is_null() {
             // SAFETY: non-NULL out-parameter (module contract).
             unsafe { ndims.write(n) };
