@@ -25,6 +25,7 @@ use super::read::Version;
 use super::write::WriteGuard;
 use super::Store;
 use crate::{Error, Result};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A pipeline step bound to a store: its inputs, its outputs (declared on creation) and the
@@ -38,16 +39,21 @@ pub struct Operator {
     consumed: Vec<u64>,
 }
 
-/// The inputs of one run, held read-only for the run's duration.
+/// The inputs of one run, held read-only while this (or a shared version) lives.
 #[derive(Debug)]
 pub struct Inputs {
     names: Vec<String>,
-    versions: Vec<Version>,
+    versions: Vec<Arc<Version>>,
 }
 
 impl Inputs {
     /// Input `name`.
     pub fn get(&self, name: &str) -> Result<&Version> {
+        self.shared(name).map(|v| &**v)
+    }
+
+    /// Input `name`, shared (for bindings that hand it out beyond the run).
+    pub fn shared(&self, name: &str) -> Result<&Arc<Version>> {
         self.names
             .iter()
             .position(|n| n == name)
@@ -55,38 +61,20 @@ impl Inputs {
             .ok_or_else(|| Error::invalid(format!("{name:?} is not an input of this operator")))
     }
 
-    /// The inputs in declaration order.
-    pub fn all(&self) -> &[Version] {
-        &self.versions
+    /// The input names, in declaration order.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 }
 
-/// One run in progress: inputs held, outputs being written. [`Execution::commit`] publishes the
+/// One run in progress: inputs held, outputs being written. [`Operator::commit`] publishes the
 /// outputs; dropping it discards them.
-pub struct Execution<'a> {
-    op: &'a mut Operator,
+#[derive(Debug)]
+pub struct Execution {
     /// The inputs, read-only.
     pub inputs: Inputs,
     /// The outputs, in declaration order.
     pub outputs: Vec<WriteGuard>,
-}
-
-impl Execution<'_> {
-    /// Output `name`.
-    pub fn output(&mut self, name: &str) -> Result<&mut WriteGuard> {
-        self.outputs
-            .iter_mut()
-            .find(|w| w.name() == name)
-            .ok_or_else(|| Error::invalid(format!("{name:?} is not an output of this operator")))
-    }
-
-    /// Publishes every output and records the input versions as consumed. Returns the outputs'
-    /// new version numbers.
-    pub fn commit(self) -> Result<Vec<u64>> {
-        let versions = self.outputs.into_iter().map(WriteGuard::commit).collect::<Result<Vec<_>>>()?;
-        self.op.consumed = self.inputs.versions.iter().map(Version::version).collect();
-        Ok(versions)
-    }
 }
 
 impl Operator {
@@ -127,19 +115,33 @@ impl Operator {
     /// Waits (up to `timeout` in all) until every input has a version newer than the one last
     /// consumed, then starts writing the outputs. A timeout is [`Error::InputTimeout`] naming
     /// the first input still missing.
-    pub fn begin(&mut self, timeout: Option<Duration>) -> Result<Execution<'_>> {
+    pub fn begin(&self, timeout: Option<Duration>) -> Result<Execution> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut versions = Vec::with_capacity(self.inputs.len());
         for (name, &consumed) in self.inputs.iter().zip(&self.consumed) {
             match self.store.read_newer(name, consumed, left()) {
-                Ok(v) => versions.push(v),
+                Ok(v) => versions.push(Arc::new(v)),
                 Err(Error::Timeout) => return Err(Error::InputTimeout { name: name.clone() }),
                 Err(e) => return Err(e),
             }
         }
         let outputs = self.outputs.iter().map(|name| self.store.write_timeout(name, left())).collect::<Result<_>>()?;
-        Ok(Execution { inputs: Inputs { names: self.inputs.clone(), versions }, outputs, op: self })
+        Ok(Execution { inputs: Inputs { names: self.inputs.clone(), versions }, outputs })
+    }
+
+    /// Publishes the outputs of `execution` (begun by this operator) and records its input
+    /// versions as consumed. Returns the outputs' new version numbers.
+    pub fn commit(&mut self, execution: Execution) -> Result<Vec<u64>> {
+        let Execution { inputs, outputs } = execution;
+        if inputs.names != self.inputs
+            || outputs.iter().map(WriteGuard::name).ne(self.outputs.iter().map(String::as_str))
+        {
+            return Err(Error::invalid(format!("not an execution of operator {:?}", self.name)));
+        }
+        let versions = outputs.into_iter().map(WriteGuard::commit).collect::<Result<Vec<_>>>()?;
+        self.consumed = inputs.versions.iter().map(|v| v.version()).collect();
+        Ok(versions)
     }
 
     /// One run: waits for new inputs, calls `step` with them and the outputs, and publishes the
@@ -151,7 +153,7 @@ impl Operator {
     ) -> Result<T> {
         let mut execution = self.begin(timeout)?;
         let result = step(&execution.inputs, &mut execution.outputs)?;
-        execution.commit()?;
+        self.commit(execution)?;
         Ok(result)
     }
 }

@@ -29,13 +29,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new(map: Mapping) -> Writer {
-        Writer { map, busy: AtomicBool::new(false) }
+    /// A writer over the read/write mapping `map`, which starts out read-only: a buffer is
+    /// writable only while a guard fills it.
+    pub fn new(map: Mapping, len: usize) -> Result<Writer> {
+        map.protect(0, len, false)?;
+        Ok(Writer { map, busy: AtomicBool::new(false) })
     }
 }
 
 /// A new version being written. Fill it, then [`WriteGuard::commit`] publishes it; dropping it
-/// uncommitted discards it.
+/// uncommitted discards it. Its buffer is writable only until then: a pointer kept past the
+/// commit faults instead of changing a published version.
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("shmpool-store-wdoc-{}", std::process::id()));
@@ -69,7 +73,9 @@ impl WriteGuard {
         if writer.busy.swap(true, Ordering::Acquire) {
             return Err(Error::WriterBusy { name: var.name.clone() });
         }
-        let slot = match claim(inner, &var, timeout) {
+        let slot = match claim(inner, &var, timeout)
+            .and_then(|slot| writer.map.protect(slot * var.stride, var.stride, true).map(|()| slot))
+        {
             Ok(slot) => slot,
             Err(e) => {
                 writer.busy.store(false, Ordering::Release);
@@ -172,6 +178,7 @@ impl WriteGuard {
         for (d, &s) in meta.shape.iter().zip(&self.shape) {
             d.store(s as u64, Relaxed);
         }
+        self.seal()?;
         meta.seq.store(version, Release);
         entry.latest.swap(encode_latest(version, self.slot), SeqCst);
         notify(&entry.published, &entry.published_waiting);
@@ -188,9 +195,23 @@ impl WriteGuard {
     }
 }
 
+impl WriteGuard {
+    /// Makes the buffer read-only again (before publication; again harmlessly on drop).
+    fn seal(&self) -> Result<()> {
+        self.writer.map.protect(self.slot * self.var.stride, self.var.stride, false)
+    }
+}
+
+impl std::fmt::Debug for WriteGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGuard").field("name", &self.var.name).field("shape", &self.shape).finish()
+    }
+}
+
 impl Drop for WriteGuard {
     fn drop(&mut self) {
-        // Committed or not, the buffer needs nothing: uncommitted, its version stays 0 (free).
+        // Uncommitted, the buffer's version stays 0: it is free again, nothing to undo.
+        let _ = self.seal();
         self.writer.busy.store(false, Ordering::Release);
     }
 }
