@@ -60,6 +60,7 @@ pub struct WriteGuard {
     writer: Arc<Writer>,
     slot: usize,
     shape: Vec<usize>,
+    shape_set: bool,
     len: usize,
 }
 
@@ -84,8 +85,9 @@ impl WriteGuard {
         };
         // Fully fixed shapes (and scalars) start out set; dynamic ones wait for `set_shape`.
         let shape: Vec<usize> = var.decl.dims.iter().map(|&d| d.max(0) as usize).collect();
-        let len = if var.decl.dims.contains(&-1) { 0 } else { var.decl.max_shape_bytes(&shape)? as usize };
-        Ok(WriteGuard { inner: inner.clone(), var, writer, slot, shape, len })
+        let shape_set = !var.decl.dims.contains(&-1);
+        let len = if shape_set { var.decl.max_shape_bytes(&shape)? as usize } else { 0 };
+        Ok(WriteGuard { inner: inner.clone(), var, writer, slot, shape, shape_set, len })
     }
 
     /// The variable's name.
@@ -97,12 +99,28 @@ impl WriteGuard {
     pub fn set_shape(&mut self, shape: &[usize]) -> Result<()> {
         self.len = self.var.decl.max_shape_bytes(shape)? as usize;
         self.shape = shape.to_vec();
+        self.shape_set = true;
         Ok(())
     }
 
     /// The shape set so far.
     pub fn shape(&self) -> &[usize] {
         &self.shape
+    }
+
+    /// Whether the shape is known: declared fixed, or set for this version.
+    pub fn is_shape_set(&self) -> bool {
+        self.shape_set
+    }
+
+    /// The variable's element type.
+    pub fn dtype(&self) -> crate::DType {
+        self.var.decl.dtype
+    }
+
+    /// The variable's kind.
+    pub fn kind(&self) -> Kind {
+        self.var.decl.kind
     }
 
     /// The payload's bytes for the current shape, writable.

@@ -39,7 +39,7 @@ fn numpy_name(dtype: DType) -> &'static str {
 }
 
 /// A dtype argument: a shmpool name (`"f32"`, `"bf16"`, …) or anything `numpy.dtype()` accepts.
-fn parse_dtype(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<DType> {
+pub(crate) fn parse_dtype(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<DType> {
     if let Ok(name) = obj.extract::<String>() {
         if let Some(d) = DType::from_name(&name) {
             return Ok(d);
@@ -110,7 +110,12 @@ fn effective_shape(dtype: DType, shape: &[u64], nbytes: usize) -> Result<Vec<u64
 /// `numpy.frombuffer(memoryview(owner), dtype, count).reshape(shape)`: the array's base is the
 /// memoryview, which holds a buffer export of `owner` for as long as the array (or any view of
 /// it) lives.
-fn ndarray<'py>(owner: &Bound<'py, PyAny>, dtype: DType, shape: &[u64], reshape: bool) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn ndarray<'py>(
+    owner: &Bound<'py, PyAny>,
+    dtype: DType,
+    shape: &[u64],
+    reshape: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let py = owner.py();
     let np = numpy(py)?;
     let count: u64 = shape.iter().product();

@@ -5,6 +5,7 @@
 //! - [`buffers`]: `Buffer` (received, read-only) and `WriteBuffer` (being filled), both with the
 //!   buffer protocol and DLPack; a slot stays held while any view of it exists.
 //! - [`dlpack`]: the DLPack structures and capsules.
+//! - [`store`]: `Store`, `StoreVersion`, `StoreWriter`, `Operator`, `Run` (named variables).
 //! - [`protocol`]: the host/worker protocol's `Listener` and `Connection` (for `shmpool.rpc`).
 //!
 //! Errors are instances of the classes in `shmpool/_errors.py` (subclasses of `shmpool.Error`),
@@ -14,6 +15,7 @@ mod buffers;
 mod dlpack;
 mod pool;
 mod protocol;
+mod store;
 
 use pyo3::exceptions::{PyImportError, PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
@@ -30,7 +32,7 @@ pub(crate) trait PyErrorClass: std::fmt::Display {
 impl PyErrorClass for Error {
     fn class(&self) -> Option<&'static str> {
         Some(match self {
-            Error::Timeout => return None,
+            Error::Timeout | Error::InputTimeout { .. } => return None,
             Error::NotFound { .. } => "PoolNotFound",
             Error::AlreadyExists { .. } => "PoolExists",
             Error::Closed => "Closed",
@@ -39,6 +41,7 @@ impl PyErrorClass for Error {
             Error::InsufficientSpace { .. } => "InsufficientSpace",
             Error::TooManyPeers { .. } => "TooManyPeers",
             Error::Unsupported(_) => "Unsupported",
+            Error::WriterBusy { .. } => "WriterBusy",
             Error::Io { .. } => "IOFailure",
             // Variants the core may add later map to the base class.
             _ => "Error",
@@ -109,5 +112,6 @@ fn _shmpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffers::Buffer>()?;
     m.add_class::<buffers::WriteBuffer>()?;
     protocol::register(m)?;
+    store::register(m)?;
     Ok(())
 }
