@@ -49,20 +49,6 @@ impl Mapping {
         self.base
     }
 
-    /// Makes `len` bytes at page-aligned `offset` read/write or read-only, so that a writer's
-    /// stale pointer into a published version faults instead of changing it.
-    pub fn protect(&self, offset: usize, len: usize, writable: bool) -> Result<()> {
-        if offset.checked_add(len).is_none_or(|end| end > self.len) || offset % crate::PAGE != 0 {
-            return Err(Error::invalid("protecting outside the mapping"));
-        }
-        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
-        // SAFETY: a page-aligned range inside our own mapping; only its permissions change.
-        if unsafe { libc::mprotect(self.base.add(offset).cast(), len, prot) } != 0 {
-            return Err(Error::last_os("mprotect"));
-        }
-        Ok(())
-    }
-
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }

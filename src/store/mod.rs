@@ -226,8 +226,7 @@ impl Inner {
         if !liveness::try_lock(self.table.fd(), byte, true).map_err(|e| Error::io("locking", e))? {
             return Err(Error::WriterBusy { name: var.name.clone() });
         }
-        let made = Mapping::open(&self.table.data_path(var), var.data_len(), true)
-            .and_then(|map| Writer::new(map, var.data_len()));
+        let made = Mapping::open(&self.table.data_path(var), var.data_len(), true).map(Writer::new);
         let w = Arc::new(made.inspect_err(|_| liveness::unlock(self.table.fd(), byte))?);
         writers.insert((var.index, var.generation), w.clone());
         Ok(w)

@@ -3,9 +3,8 @@
 //! Lifetime rules: a `StoreVersion` holds its version (the writer will not reuse its buffer) for
 //! as long as it or any view of it (memoryview, ndarray, DLPack tensor) lives; its views are
 //! read-only (`writeable=False`, the DLPack 1.0 read-only flag) and backed by a read-only mapping.
-//! A `StoreWriter`'s ndarray is writable until the version is committed or discarded; after that
-//! its memory is read-only again (writing through it faults), so a published version never
-//! changes.
+//! A `StoreWriter`'s ndarray is for filling the version before it is committed; it must not be
+//! written after that (the memory then belongs to the readers).
 
 use crate::buffers::{fill_view, ndarray, parse_dtype};
 use crate::dlpack;
@@ -374,7 +373,7 @@ impl StoreWriter {
 #[pymethods]
 impl StoreWriter {
     /// A writable ndarray (no copy) of `shape` (default: the declared shape, if fixed) of the
-    /// declared dtype. Writable until the version is committed or discarded.
+    /// declared dtype. Do not write to it after the commit.
     #[pyo3(signature = (shape=None))]
     fn array<'py>(slf: &Bound<'py, Self>, shape: Option<Vec<usize>>) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
@@ -439,8 +438,7 @@ impl StoreWriter {
         }
         let (ptr, len) = slf.get().with(|g| Ok((g.as_mut_ptr() as usize, g.bytes_mut().len())))?;
         // SAFETY: `view` is Python's request; the buffer lies in the writer's mapping, which
-        // lives as long as the store's writer right (past this object); after the commit it is
-        // read-only, so a late write faults instead of changing a published version.
+        // lives as long as the store handle's writer right (past this object).
         unsafe { fill_view(view, flags, slf.into_any(), ptr, len, false) };
         Ok(())
     }

@@ -334,8 +334,7 @@ class StoreVersion(_BufferProto):
     def __dlpack_device__(self) -> Tuple[int, int]: ...
 
 class StoreWriter(_BufferProto):
-    """A version being written; writable until committed or discarded (then writing through an
-    old array faults)."""
+    """A version being written. Fill its array before the commit; never write to it after."""
 
     def array(self, shape: Optional[Sequence[int]] = None) -> Any:
         """A writable numpy.ndarray of ``shape`` (default: the declared fixed shape)."""
