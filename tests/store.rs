@@ -100,6 +100,37 @@ fn child() {
                 unsafe { p.write_volatile(7) };
                 Err("the write through a read-only view did not fault".into())
             }
+            // Forks while holding a version: the child cannot use the handle, and its copy of
+            // the version does not drop the parent's hold.
+            "fork" => {
+                store.declare(VAR, &decl()).map_err(s)?;
+                write_pattern(&store, 1).map_err(s)?;
+                let held = store.read(VAR, secs(1)).map_err(s)?;
+                // SAFETY: the child only calls into this crate and exits with _exit; this child
+                // process has no other thread that could hold a lock at the fork.
+                match unsafe { libc::fork() } {
+                    0 => {
+                        let refused = matches!(store.try_read(VAR), Err(Error::Unsupported(_)));
+                        drop(held);
+                        // SAFETY: _exit ends the forked child without running the parent's atexit.
+                        unsafe { libc::_exit(if refused { 0 } else { 1 }) }
+                    }
+                    pid if pid > 0 => {
+                        let mut status = 0;
+                        // SAFETY: waiting for our own child.
+                        unsafe { libc::waitpid(pid, &mut status, 0) };
+                        if status != 0 {
+                            return Err(format!("forked child: status {status}"));
+                        }
+                        let readers = store.variables().map_err(s)?[0].readers;
+                        if readers != 1 {
+                            return Err(format!("{readers} readers after the child dropped its copy"));
+                        }
+                        check_pattern(&held).map(|_| ())
+                    }
+                    _ => Err("fork failed".into()),
+                }
+            }
             // Publishes forever, continuing after the latest version (a restarted writer).
             "writer-forever" => {
                 store.declare(VAR, &decl()).map_err(s)?;
@@ -245,6 +276,12 @@ fn a_second_writer_is_refused_until_the_first_is_gone() {
     assert!(e.to_string().contains("already has a writer"), "{e}");
     drop(first);
     assert_eq!(write_pattern(&second, 2).unwrap(), 2);
+}
+
+#[test]
+fn a_forked_child_cannot_use_the_parents_handle() {
+    let dir = TempDir::new("store-fork");
+    expect_success(spawn_child("fork", &args(&dir, "job", &[])), Duration::from_secs(20), "fork");
 }
 
 #[test]

@@ -79,6 +79,7 @@ impl Store {
     /// The variables of this store and their latest versions, in table order. Damaged entries
     /// are left out.
     pub fn variables(&self) -> Result<Vec<VarStatus>> {
+        self.inner.not_forked()?;
         let table = &self.inner.table;
         let mut vars = Vec::new();
         for index in 0..MAX_VARS {

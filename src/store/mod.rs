@@ -64,6 +64,9 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
+    /// The process that opened the handle: a forked child shares its place and locks (same
+    /// open file description) but not its hold counts, so it must not use them.
+    pid: u32,
     job: String,
     table: Table,
     place: usize,
@@ -93,6 +96,7 @@ impl Store {
         let table = Table::open(&dir)?;
         let place = table.claim_place()?;
         let inner = Inner {
+            pid: std::process::id(),
             job: job.to_string(),
             table,
             place,
@@ -117,6 +121,7 @@ impl Store {
     /// Declares variable `name` (preallocating its version buffers), or checks that an existing
     /// declaration is the same. Readers and writers of every process may declare it.
     pub fn declare(&self, name: &str, decl: &Decl) -> Result<()> {
+        self.inner.not_forked()?;
         let var = self.inner.table.declare(name, decl)?;
         locked(&self.inner.vars).insert(name.to_string(), Arc::new(var));
         Ok(())
@@ -135,6 +140,7 @@ impl Store {
 
     /// [`Store::write`], waiting at most `timeout` for a free version buffer.
     pub fn write_timeout(&self, name: &str, timeout: Option<Duration>) -> Result<WriteGuard> {
+        self.inner.not_forked()?;
         let var = self.inner.find(name)?.ok_or_else(|| Error::invalid(format!("variable {name:?} is not declared")))?;
         let writer = self.inner.writer(&var)?;
         WriteGuard::begin(&self.inner, var, writer, timeout)
@@ -143,6 +149,7 @@ impl Store {
     /// The latest version of `name`, waiting up to `timeout` (`None`: forever) for it to be
     /// declared and published.
     pub fn read(&self, name: &str, timeout: Option<Duration>) -> Result<Version> {
+        self.inner.not_forked()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let var = self.inner.find_wait(name, deadline)?;
         read::newer(&self.inner, &var, None, deadline.map(|d| d.saturating_duration_since(Instant::now())))
@@ -151,6 +158,7 @@ impl Store {
     /// The latest version of `name` if it is newer than `version`, else waits up to `timeout`
     /// for one.
     pub fn read_newer(&self, name: &str, version: u64, timeout: Option<Duration>) -> Result<Version> {
+        self.inner.not_forked()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let var = self.inner.find_wait(name, deadline)?;
         read::newer(&self.inner, &var, Some(version), deadline.map(|d| d.saturating_duration_since(Instant::now())))
@@ -158,6 +166,7 @@ impl Store {
 
     /// The latest version of `name` now, if declared and published.
     pub fn try_read(&self, name: &str) -> Result<Option<Version>> {
+        self.inner.not_forked()?;
         match self.inner.find(name)? {
             Some(var) => read::latest(&self.inner, &var),
             None => Ok(None),
@@ -178,6 +187,14 @@ impl std::fmt::Debug for Store {
 }
 
 impl Inner {
+    fn not_forked(&self) -> Result<()> {
+        if std::process::id() == self.pid {
+            Ok(())
+        } else {
+            Err(Error::Unsupported("a store handle cannot be used after fork(): open the store again in the child"))
+        }
+    }
+
     /// Variable `name`, from the cache if its entry has not changed since.
     fn find(&self, name: &str) -> Result<Option<Arc<VarInfo>>> {
         if let Some(var) = locked(&self.vars).get(name).filter(|v| self.table.is_current(v)) {
@@ -244,6 +261,9 @@ impl Inner {
 
     /// Lets go of a hold taken by `hold`; the last one clears this place's bit.
     fn release(&self, var: usize, slot: usize) {
+        if self.not_forked().is_err() {
+            return; // the parent's hold, not ours to drop
+        }
         let mut holds = locked(&self.holds);
         let Some(count) = holds.get_mut(&(var, slot)) else { return };
         *count -= 1;
