@@ -723,6 +723,12 @@ shmpool_status shmpool_store_declare(const struct shmpool_store *store,
                                      uint64_t capacity);
 
 /**
+ * Removes variable `name`: versions held stay valid until released; the name may be declared
+ * again. `SHMPOOL_ALREADY_EXISTS` while another handle writes it.
+ */
+shmpool_status shmpool_store_remove(const struct shmpool_store *store, const char *name);
+
+/**
  * Starts a new version of the declared variable `name`, waiting up to `timeout_ms` for a free
  * version buffer. Fixed shapes are preset; set a dynamic one with
  * `shmpool_store_writer_set_shape`, then fill `shmpool_store_writer_data` and commit.

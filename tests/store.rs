@@ -476,3 +476,37 @@ fn a_three_stage_pipeline_started_in_reverse_order_across_namespaces() {
     let out = expect_success(sink, Duration::from_secs(60), "sink");
     assert!(out.contains(&format!("final {want}")), "{out}");
 }
+
+#[test]
+fn a_removed_variable_stays_valid_for_its_readers_and_can_be_declared_again() {
+    let dir = TempDir::new("store-remove");
+    let store = Store::open_in("job", Some(dir.path())).unwrap();
+    let other = Store::open_in("job", Some(dir.path())).unwrap();
+    store.declare(VAR, &decl()).unwrap();
+    write_pattern(&store, 1).unwrap();
+    let held = other.read(VAR, secs(1)).unwrap();
+    // Another handle is the writer: refused.
+    assert!(matches!(other.remove(VAR), Err(Error::WriterBusy { .. })));
+    let guard = store.write(VAR).unwrap();
+    assert!(matches!(store.remove(VAR), Err(Error::WriterBusy { .. })), "a write is in progress");
+    drop(guard);
+    store.remove(VAR).unwrap();
+    assert!(matches!(store.remove(VAR), Err(Error::InvalidArgument(_))), "gone");
+    assert!(other.try_read(VAR).unwrap().is_none());
+    assert!(matches!(store.write(VAR), Err(Error::InvalidArgument(_))));
+    // Declared again, differently, written by the other handle: the held version is untouched.
+    other.declare(VAR, &Decl::array(DType::U8, &[3])).unwrap();
+    let mut w = other.write(VAR).unwrap();
+    w.bytes_mut().copy_from_slice(&[9, 9, 9]);
+    w.commit().unwrap();
+    for _ in 0..10 {
+        let mut w = other.write(VAR).unwrap();
+        w.bytes_mut().fill(8);
+        w.commit().unwrap();
+    }
+    assert_eq!(check_pattern(&held).unwrap(), 1);
+    assert_eq!(store.read(VAR, secs(1)).unwrap().bytes(), [8, 8, 8]);
+    let mut files: Vec<_> = std::fs::read_dir(store.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    files.sort();
+    assert_eq!(files, ["table", "var.0.2"], "the removed data file is unlinked");
+}

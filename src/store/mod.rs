@@ -7,6 +7,7 @@
 //! - Readers' views are mapped read-only: writing through one faults in that process only.
 //! - A process killed while holding versions or writing leaks nothing: its OFD locks vanish with
 //!   it, and the writer frees what dead places held.
+//! - [`Store::remove`] frees a name; the versions readers hold stay valid until they let go.
 //!
 //! ```
 //! # let dir = std::env::temp_dir().join(format!("shmpool-store-doc-{}", std::process::id()));
@@ -171,6 +172,36 @@ impl Store {
             Some(var) => read::latest(&self.inner, &var),
             None => Ok(None),
         }
+    }
+
+    /// Removes variable `name`: its name is free for a new declaration, and the versions that
+    /// readers hold stay valid (and unchanged) until they let go. Refused ([`Error::WriterBusy`])
+    /// while another handle is its writer or this one is writing it.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.inner.not_forked()?;
+        check_name(name)?;
+        let inner = &self.inner;
+        inner.table.locked(|| {
+            let var =
+                inner.table.find(name)?.ok_or_else(|| Error::invalid(format!("variable {name:?} is not declared")))?;
+            let key = (var.index, var.generation);
+            let mut writers = locked(&inner.writers);
+            let byte = layout::writer_byte(var.index);
+            let ours = match writers.get(&key) {
+                Some(w) if !w.retire() => return Err(Error::WriterBusy { name: name.to_string() }),
+                Some(_) => true,
+                None => false,
+            };
+            if !ours && !liveness::try_lock(inner.table.fd(), byte, true).map_err(|e| Error::io("locking", e))? {
+                return Err(Error::WriterBusy { name: name.to_string() });
+            }
+            inner.table.retire(&var);
+            writers.remove(&key);
+            liveness::unlock(inner.table.fd(), byte);
+            locked(&inner.vars).remove(name);
+            locked(&inner.read_maps).remove(&key);
+            Ok(())
+        })
     }
 
     /// Frees what dead processes held. Returns how many reader places were freed. (Writers do

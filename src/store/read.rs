@@ -151,6 +151,9 @@ impl Drop for Version {
 
 /// The latest version of `var`, held; `None` before the first publication.
 pub(crate) fn latest(inner: &Arc<Inner>, var: &Arc<VarInfo>) -> Result<Option<Version>> {
+    if !inner.table.is_current(var) {
+        return Err(removed(var));
+    }
     let entry = inner.table.entry(var.index);
     for _ in 0..RETRIES {
         let word = entry.latest.load(SeqCst);
@@ -163,9 +166,14 @@ pub(crate) fn latest(inner: &Arc<Inner>, var: &Arc<VarInfo>) -> Result<Option<Ve
         }
         inner.hold(var.index, slot);
         if entry.slots[slot].seq.load(SeqCst) == version {
-            return match shape_of(inner, var, slot) {
-                Ok((shape, len)) => {
-                    let map = inner.read_map(var)?;
+            // Removed meanwhile: the buffer may already belong to a new declaration.
+            let checked = if inner.table.is_current(var) {
+                shape_of(inner, var, slot).and_then(|(shape, len)| Ok((shape, len, inner.read_map(var)?)))
+            } else {
+                Err(removed(var))
+            };
+            return match checked {
+                Ok((shape, len, map)) => {
                     Ok(Some(Version { inner: inner.clone(), map, var: var.clone(), slot, version, shape, len }))
                 }
                 Err(e) => {
@@ -177,6 +185,10 @@ pub(crate) fn latest(inner: &Arc<Inner>, var: &Arc<VarInfo>) -> Result<Option<Ve
         inner.release(var.index, slot);
     }
     Err(Error::corrupted(format!("variable {:?}: the latest version keeps changing", var.name)))
+}
+
+fn removed(var: &VarInfo) -> Error {
+    Error::invalid(format!("variable {:?} was removed", var.name))
 }
 
 /// The shape and length of the version in buffer `slot`, checked against the declaration.

@@ -15,7 +15,8 @@ use crate::pool::segment::{file_id, open_fd, reserve};
 use crate::{DType, Error, Result, PAGE};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::fence;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 /// Directory-name prefix of a store.
 pub(crate) const STORE_PREFIX: &str = "shmpool-store.";
@@ -165,6 +166,7 @@ impl Table {
             READY => {}
             s => return Err(Error::corrupted(format!("variable entry {index} in state {s}"))),
         }
+        let generation = entry.generation.load(Relaxed);
         let damaged = |what: &str| Error::corrupted(format!("variable entry {index}: {what}"));
         let name = load_name(entry).ok_or_else(|| damaged("bad name"))?;
         let kind = Kind::from_code(entry.kind.load(Relaxed)).ok_or_else(|| damaged("bad kind"))?;
@@ -181,9 +183,14 @@ impl Table {
             capacity: entry.capacity.load(Relaxed),
             versions: entry.versions.load(Relaxed) as usize,
         };
+        // Removed (and maybe declared again) while we read it: as if not there (yet).
+        fence(Acquire);
+        if entry.state.load(Relaxed) != READY || entry.generation.load(Relaxed) != generation {
+            return Ok(None);
+        }
         decl.check().map_err(|e| damaged(&e.to_string()))?;
         let stride = (decl.capacity as usize).div_ceil(PAGE) * PAGE;
-        Ok(Some(VarInfo { index, generation: entry.generation.load(Relaxed), name, decl, stride }))
+        Ok(Some(VarInfo { index, generation, name, decl, stride }))
     }
 
     /// Whether `var` still describes its entry (not removed and declared again meanwhile).
@@ -208,10 +215,7 @@ impl Table {
     pub fn declare(&self, name: &str, decl: &Decl) -> Result<VarInfo> {
         check_name(name)?;
         decl.check()?;
-        liveness::lock_wait(self.fd(), DECLARE_BYTE).map_err(|e| Error::io("locking the store", e))?;
-        let result = self.declare_locked(name, decl);
-        liveness::unlock(self.fd(), DECLARE_BYTE);
-        result
+        self.locked(|| self.declare_locked(name, decl))
     }
 
     fn declare_locked(&self, name: &str, decl: &Decl) -> Result<VarInfo> {
@@ -229,6 +233,10 @@ impl Table {
             .ok_or_else(|| Error::invalid(format!("the store is full ({MAX_VARS} variables)")))?;
         let entry = self.entry(index);
         let generation = entry.generation.load(Relaxed).wrapping_add(1);
+        // The generation moves first: a reader that raced with an earlier removal and read some
+        // of the fields below sees it changed when it re-checks (see `load`).
+        entry.generation.store(generation, Relaxed);
+        fence(Release);
         store_name(entry, name);
         entry.kind.store(decl.kind as u32, Relaxed);
         entry.dtype.store(decl.dtype.code(), Relaxed);
@@ -242,7 +250,6 @@ impl Table {
         for slot in &entry.slots {
             slot.seq.store(0, Relaxed);
         }
-        entry.generation.store(generation, Relaxed);
         let var = self.load_unpublished(index, name, decl, generation);
         self.create_data(&var)?;
         entry.state.swap(READY, SeqCst);
@@ -250,6 +257,21 @@ impl Table {
         h.declared.fetch_add(1, SeqCst);
         crate::signaler::notify(&h.declared, &h.declared_waiting);
         Ok(var)
+    }
+
+    /// Marks `var` removed and unlinks its data file: views mapped from it stay valid, the
+    /// entry can be declared again (with a new data file). Call with the declaration lock held.
+    pub fn retire(&self, var: &VarInfo) {
+        self.entry(var.index).state.swap(FREE, SeqCst);
+        let _ = std::fs::remove_file(self.data_path(var));
+    }
+
+    /// Runs `f` under the declaration lock (declarations and removals are serialised).
+    pub fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        liveness::lock_wait(self.fd(), DECLARE_BYTE).map_err(|e| Error::io("locking the store", e))?;
+        let result = f();
+        liveness::unlock(self.fd(), DECLARE_BYTE);
+        result
     }
 
     fn load_unpublished(&self, index: usize, name: &str, decl: &Decl, generation: u32) -> VarInfo {

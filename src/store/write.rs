@@ -32,6 +32,11 @@ impl Writer {
     pub fn new(map: Mapping) -> Writer {
         Writer { map, busy: AtomicBool::new(false) }
     }
+
+    /// Takes the writer for good (the variable is being removed); false if a guard is open.
+    pub fn retire(&self) -> bool {
+        !self.busy.swap(true, Ordering::Acquire)
+    }
 }
 
 /// A new version being written. Fill it, then [`WriteGuard::commit`] publishes it; dropping it

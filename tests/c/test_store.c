@@ -143,6 +143,10 @@ static void test_read_only(shmpool_store *store) {
     CHECK(child > 0 && waitpid(child, &status, 0) == child, "fork and wait");
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "a write through a view dies of SIGSEGV");
     CHECK(holds_rows(v, 2), "the value is unchanged");
+    /* Removed while held: the view stays valid; the name is free again. */
+    CHECK_OK(shmpool_store_remove(store, "image"));
+    CHECK(holds_rows(v, 2), "a held version survives the removal");
+    CHECK_ERR(shmpool_store_remove(store, "image"), SHMPOOL_INVALID_ARGUMENT, "not declared");
     shmpool_store_version_release(&v);
 }
 

@@ -103,6 +103,17 @@ pub unsafe extern "C" fn shmpool_store_declare(
     })
 }
 
+/// Removes variable `name`: versions held stay valid until released; the name may be declared
+/// again. `SHMPOOL_ALREADY_EXISTS` while another handle writes it.
+#[no_mangle]
+pub unsafe extern "C" fn shmpool_store_remove(store: *const shmpool_store, name: *const c_char) -> shmpool_status {
+    call(|| {
+        // SAFETY: module contract for every pointer argument.
+        let (store, name) = unsafe { (try_ref(store, "store")?, try_str(name, "name")?) };
+        Ok(store.store.remove(name)?)
+    })
+}
+
 /// Starts a new version of the declared variable `name`, waiting up to `timeout_ms` for a free
 /// version buffer. Fixed shapes are preset; set a dynamic one with
 /// `shmpool_store_writer_set_shape`, then fill `shmpool_store_writer_data` and commit.

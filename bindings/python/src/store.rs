@@ -183,6 +183,12 @@ impl Store {
         Ok(Operator { op: Mutex::new(op) })
     }
 
+    /// Removes variable `name` (held versions stay valid); WriterBusy while another handle
+    /// writes it.
+    fn remove(&self, name: &str) -> PyResult<()> {
+        self.store.remove(name).map_err(to_py)
+    }
+
     /// Frees the holds of dead processes; returns how many places were freed.
     fn sweep(&self) -> usize {
         self.store.sweep()

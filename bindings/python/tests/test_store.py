@@ -241,6 +241,21 @@ def test_a_pipeline_from_a_json_definition_started_in_reverse_order(store_dir: P
         shmpool.Store.open("pipe").pipeline_operator(definition, "nope")
 
 
+def test_remove_keeps_held_versions(store_dir: Path) -> None:
+    store = shmpool.Store.open("job")
+    store.declare("x", dtype="i64", shape=(2,))
+    with store.write("x") as w:
+        w.array()[:] = [1, 2]
+    held = store.read("x").array()
+    store.remove("x")
+    assert store.try_read("x") is None
+    store.declare("x", kind="i64")
+    for k in range(10):
+        with store.write("x") as w:
+            w.set(k)
+    assert held.tolist() == [1, 2] and store.read("x").value() == 9
+
+
 def test_list_and_gc(store_dir: Path) -> None:
     store = shmpool.Store.open("job")
     store.declare("n", kind="i64")

@@ -288,6 +288,8 @@ class Store:
         """An operator; ``outputs`` maps names to ``declare`` keyword dicts."""
     def pipeline_operator(self, path: _Path, name: str) -> Operator:
         """Operator ``name`` of the JSON pipeline definition in ``path``."""
+    def remove(self, name: str) -> None:
+        """Removes ``name``; versions held stay valid. WriterBusy while another handle writes it."""
     def sweep(self) -> int: ...
     @staticmethod
     def list(directory: Optional[_Path] = None) -> list[dict[str, Any]]: ...
