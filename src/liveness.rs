@@ -36,9 +36,10 @@ pub(crate) fn producer_byte(p: usize) -> u64 {
 
 #[cfg(target_os = "linux")]
 const SETLK: libc::c_int = libc::F_OFD_SETLK;
-#[cfg(target_os = "linux")]
+// Only the store (not built under loom) waits for a lock.
+#[cfg(all(target_os = "linux", not(loom)))]
 const SETLKW: libc::c_int = libc::F_OFD_SETLKW;
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(not(target_os = "linux"), not(loom)))]
 const SETLKW: libc::c_int = libc::F_SETLKW;
 #[cfg(target_os = "linux")]
 const GETLK: libc::c_int = libc::F_OFD_GETLK;
@@ -82,6 +83,7 @@ pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: u64, exclusive: bool) -> io::Re
 }
 
 /// Takes the exclusive lock on `byte` through `fd`, waiting for its holder to let go (or die).
+#[cfg(not(loom))]
 pub(crate) fn lock_wait(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
     fcntl_lock(fd, SETLKW, &mut flock(libc::F_WRLCK, byte))
 }
