@@ -30,8 +30,8 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 LIB_A := target/release/libshmpool.a
 GST_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0
 
-C_BINS := $(BUILD)/test_api $(BUILD)/test_epoll $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
-CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
+C_BINS := $(BUILD)/test_api $(BUILD)/test_epoll $(BUILD)/test_store $(BUILD)/producer $(BUILD)/consumer $(BUILD)/bench_loop
+CXX_BINS := $(BUILD)/test_api_cpp $(BUILD)/test_api_cpp20 $(BUILD)/test_store_cpp $(BUILD)/producer_cpp $(BUILD)/consumer_cpp
 GLIB_BINS := $(BUILD)/glib_consumer
 GST_BINS := $(BUILD)/gst_to_pool $(BUILD)/pool_to_gst $(BUILD)/shmsink_bench $(BUILD)/elements
 
@@ -72,12 +72,16 @@ $(BUILD)/test_epoll: tests/c/test_epoll.c include/shmpool.h $(LIB_A) | $(BUILD)
 # The GLib example is C11 (GLib's headers are not C99-pedantic-clean).
 $(BUILD)/glib_consumer: examples/c/glib_consumer.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) -std=c11 $(WARN) -O2 -g -Iinclude $$(pkg-config --cflags glib-2.0) $< -o $@ $(LIB_A) $$(pkg-config --libs glib-2.0) $(STATIC_LIBS)
+$(BUILD)/test_store: tests/c/test_store.c include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%: examples/c/%.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/test_api_cpp: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/test_api_cpp20: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) -std=c++20 $< -o $@ $(LIB_A) $(STATIC_LIBS)
+$(BUILD)/test_store_cpp: tests/cpp/test_store.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%_cpp: examples/cpp/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%: examples/gstreamer/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)

@@ -54,7 +54,7 @@ enum shmpool_status
      */
     SHMPOOL_NOT_FOUND = 3,
     /**
-     * A pool of that name exists and has live peers.
+     * A pool of that name exists and has live peers (store: the variable already has a writer).
      */
     SHMPOOL_ALREADY_EXISTS = 4,
     /**
@@ -190,6 +190,43 @@ typedef uint32_t shmpool_dtype;
 #endif // __cplusplus
 
 /**
+ * What a variable holds. The codes are stored in the table and never change.
+ */
+enum shmpool_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * A typed array with a shape (dimensions of `-1` are set per version).
+     */
+    SHMPOOL_KIND_ARRAY = 0,
+    /**
+     * UTF-8 text of up to the capacity in bytes.
+     */
+    SHMPOOL_KIND_STRING = 1,
+    /**
+     * One `i64`.
+     */
+    SHMPOOL_KIND_I64 = 2,
+    /**
+     * One `f64`.
+     */
+    SHMPOOL_KIND_F64 = 3,
+    /**
+     * One `bool` (a byte, 0 or 1).
+     */
+    SHMPOOL_KIND_BOOL = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum shmpool_kind shmpool_kind;
+#else
+typedef uint32_t shmpool_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Creation parameters of a pool. Make one with `shmpool_config_new`, free it with
  * `shmpool_config_free`; `shmpool_pool_create` copies what it needs.
  */
@@ -218,6 +255,21 @@ typedef struct shmpool_producer shmpool_producer;
  * A received slot, read in place until `shmpool_consumer_release`.
  */
 typedef struct shmpool_read_buf shmpool_read_buf;
+
+/**
+ * An open store of named variables (may be shared between threads).
+ */
+typedef struct shmpool_store shmpool_store;
+
+/**
+ * A held, read-only version of a variable; release it.
+ */
+typedef struct shmpool_store_version shmpool_store_version;
+
+/**
+ * A version being written; commit or discard it.
+ */
+typedef struct shmpool_store_writer shmpool_store_writer;
 
 /**
  * A slot being written: fill `shmpool_write_buf_data` (up to the capacity), set the length and
@@ -706,6 +758,130 @@ shmpool_status shmpool_consumer_fd(const struct shmpool_consumer *consumer, int3
  * `shmpool_consumer_fd`, with `shmpool_producer_try_acquire`.
  */
 shmpool_status shmpool_producer_fd(const struct shmpool_producer *producer, int32_t *fd);
+
+/**
+ * Opens the store of `job` in `directory` (NULL: `$SHMPOOL_DIR`, else /dev/shm), creating it if
+ * missing.
+ */
+shmpool_status shmpool_store_open(const char *job,
+                                  const char *directory,
+                                  struct shmpool_store **out);
+
+/**
+ * Frees a store handle (NULL is ignored). Versions and writers obtained from it stay valid
+ * until released; the variables it wrote get no more writer until the last of them is gone.
+ */
+void shmpool_store_free(struct shmpool_store *store);
+
+/**
+ * Declares variable `name` (1 to 63 of A-Z a-z 0-9 . _ -), or checks that it is declared the
+ * same way. `kind`: a `shmpool_kind`; for arrays `dtype` and `ndims` dimensions in `dims`
+ * (-1: dynamic, fixed per version); `capacity`: bytes of one version (0: the size of the shape
+ * with dynamic dimensions 1; needed for strings). Scalars ignore `dtype`, `dims` and `capacity`.
+ */
+shmpool_status shmpool_store_declare(const struct shmpool_store *store,
+                                     const char *name,
+                                     uint32_t kind,
+                                     uint32_t dtype,
+                                     const int64_t *dims,
+                                     size_t ndims,
+                                     uint64_t capacity);
+
+/**
+ * Removes variable `name`: versions held stay valid until released; the name may be declared
+ * again. `SHMPOOL_ALREADY_EXISTS` while another handle writes it.
+ */
+shmpool_status shmpool_store_remove(const struct shmpool_store *store, const char *name);
+
+/**
+ * Starts a new version of the declared variable `name`, waiting up to `timeout_ms` for a free
+ * version buffer. Fixed shapes are preset; set a dynamic one with
+ * `shmpool_store_writer_set_shape`, then fill `shmpool_store_writer_data` and commit.
+ */
+shmpool_status shmpool_store_write(const struct shmpool_store *store,
+                                   const char *name,
+                                   uint32_t timeout_ms,
+                                   struct shmpool_store_writer **out);
+
+/**
+ * Sets the shape of the version being written (`ndims` sizes; within the capacity, fixed
+ * dimensions as declared).
+ */
+shmpool_status shmpool_store_writer_set_shape(struct shmpool_store_writer *writer,
+                                              const size_t *shape,
+                                              size_t ndims);
+
+/**
+ * The bytes of the version being written: `shmpool_store_writer_len` of them (NULL for NULL).
+ */
+uint8_t *shmpool_store_writer_data(struct shmpool_store_writer *writer);
+
+/**
+ * Bytes of the version for its current shape (0 for NULL).
+ */
+size_t shmpool_store_writer_len(struct shmpool_store_writer *writer);
+
+/**
+ * Publishes the version, writes its number to `version` (may be NULL), frees the writer and
+ * sets `*writer` to NULL.
+ */
+shmpool_status shmpool_store_writer_commit(struct shmpool_store_writer **writer, uint64_t *version);
+
+/**
+ * Discards the version being written (nothing is published), frees the writer and sets
+ * `*writer` to NULL (NULL or an already-NULL handle is ignored).
+ */
+void shmpool_store_writer_discard(struct shmpool_store_writer **writer);
+
+/**
+ * The latest version of `name` newer than `newer_than` (0: any), waiting up to `timeout_ms`
+ * for the variable to be declared and for such a version. Release it with
+ * `shmpool_store_version_release`.
+ */
+shmpool_status shmpool_store_read(const struct shmpool_store *store,
+                                  const char *name,
+                                  uint64_t newer_than,
+                                  uint32_t timeout_ms,
+                                  struct shmpool_store_version **out);
+
+/**
+ * The version's bytes, read-only (a write through them faults): `shmpool_store_version_len`
+ * of them (NULL for NULL). Valid until the version is released.
+ */
+const uint8_t *shmpool_store_version_data(const struct shmpool_store_version *version);
+
+/**
+ * Bytes of the version (0 for NULL).
+ */
+size_t shmpool_store_version_len(const struct shmpool_store_version *version);
+
+/**
+ * The version number (1 for the first publication; 0 for NULL).
+ */
+uint64_t shmpool_store_version_number(const struct shmpool_store_version *version);
+
+/**
+ * The element type, a `shmpool_dtype` (0 for NULL).
+ */
+uint32_t shmpool_store_version_dtype(const struct shmpool_store_version *version);
+
+/**
+ * The shape: returns the sizes and writes their number to `ndims` (may be NULL). Valid until
+ * the version is released.
+ */
+const size_t *shmpool_store_version_shape(const struct shmpool_store_version *version,
+                                          size_t *ndims);
+
+/**
+ * Lets go of a version and sets `*version` to NULL (NULL or an already-NULL handle is ignored).
+ */
+void shmpool_store_version_release(struct shmpool_store_version **version);
+
+/**
+ * Removes the stores of `directory` (NULL: the default) that no process has open; writes how
+ * many to `removed` (may be NULL).
+ */
+shmpool_status shmpool_store_gc(const char *directory, size_t *removed);
 
 #ifdef __cplusplus
 }  // extern "C"

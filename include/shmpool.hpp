@@ -410,6 +410,123 @@ private:
     detail::Handle<shmpool_pool, shmpool_pool_free> h_;
 };
 
+// ---- The store of named variables -------------------------------------------------------------
+//
+//   auto store = shmpool::Store::open("job", "/tmp/x");
+//   store.declare_array("image", shmpool::DType::F32, {-1, 512, 512}, 64 << 20);
+//   auto w = store.write("image");
+//   w.set_shape({3, 512, 512});
+//   std::memset(w.data(), 0, w.size());
+//   w.commit();
+//   auto v = store.read("image", 0, std::chrono::seconds(5));   // v.number(), v.data() (read-only)
+
+enum class Kind : uint32_t {
+    Array = SHMPOOL_KIND_ARRAY,
+    String = SHMPOOL_KIND_STRING,
+    I64 = SHMPOOL_KIND_I64,
+    F64 = SHMPOOL_KIND_F64,
+    Bool = SHMPOOL_KIND_BOOL,
+};
+
+/// A new version of a variable; commit() publishes it, the destructor discards it if not.
+class StoreWriter {
+public:
+    StoreWriter(StoreWriter &&o) noexcept : w_(std::exchange(o.w_, nullptr)) {}
+    StoreWriter &operator=(StoreWriter &&o) noexcept {
+        if (this != &o) {
+            shmpool_store_writer_discard(&w_);
+            w_ = std::exchange(o.w_, nullptr);
+        }
+        return *this;
+    }
+    StoreWriter(const StoreWriter &) = delete;
+    StoreWriter &operator=(const StoreWriter &) = delete;
+    ~StoreWriter() { shmpool_store_writer_discard(&w_); }
+
+    void set_shape(const std::vector<std::size_t> &shape) {
+        detail::check(shmpool_store_writer_set_shape(w_, shape.data(), shape.size()));
+    }
+    uint8_t *data() noexcept { return shmpool_store_writer_data(w_); }
+    std::size_t size() noexcept { return shmpool_store_writer_len(w_); }
+    /// Publishes; returns the version number.
+    uint64_t commit() {
+        uint64_t version = 0;
+        detail::check(shmpool_store_writer_commit(&w_, &version));
+        return version;
+    }
+
+private:
+    explicit StoreWriter(shmpool_store_writer *w) noexcept : w_(w) {}
+    shmpool_store_writer *w_;
+    friend class Store;
+};
+
+/// A held, read-only version of a variable; released by the destructor.
+class StoreVersion {
+public:
+    StoreVersion(StoreVersion &&o) noexcept : v_(std::exchange(o.v_, nullptr)) {}
+    StoreVersion &operator=(StoreVersion &&o) noexcept {
+        if (this != &o) {
+            shmpool_store_version_release(&v_);
+            v_ = std::exchange(o.v_, nullptr);
+        }
+        return *this;
+    }
+    StoreVersion(const StoreVersion &) = delete;
+    StoreVersion &operator=(const StoreVersion &) = delete;
+    ~StoreVersion() { shmpool_store_version_release(&v_); }
+
+    uint64_t number() const noexcept { return shmpool_store_version_number(v_); }
+    const uint8_t *data() const noexcept { return shmpool_store_version_data(v_); }
+    std::size_t size() const noexcept { return shmpool_store_version_len(v_); }
+    DType dtype() const noexcept { return static_cast<DType>(shmpool_store_version_dtype(v_)); }
+    std::vector<std::size_t> shape() const {
+        std::size_t n = 0;
+        const std::size_t *dims = shmpool_store_version_shape(v_, &n);
+        return std::vector<std::size_t>(dims, dims + n);
+    }
+
+private:
+    explicit StoreVersion(shmpool_store_version *v) noexcept : v_(v) {}
+    shmpool_store_version *v_;
+    friend class Store;
+};
+
+/// The store of named variables of a job.
+class Store {
+public:
+    /// Opens (creating if missing) the store of `job` in `directory` (empty: the default).
+    static Store open(const std::string &job, const std::string &directory = "") {
+        shmpool_store *s = nullptr;
+        detail::check(shmpool_store_open(job.c_str(), directory.empty() ? nullptr : directory.c_str(), &s));
+        return Store(s);
+    }
+    void declare_array(const std::string &name, DType dtype, const std::vector<int64_t> &dims, uint64_t capacity = 0) {
+        detail::check(shmpool_store_declare(s_.get(), name.c_str(), SHMPOOL_KIND_ARRAY, static_cast<uint32_t>(dtype),
+                                            dims.data(), dims.size(), capacity));
+    }
+    /// Declares a string (`capacity` bytes) or a scalar (I64, F64, Bool) variable.
+    void declare(const std::string &name, Kind kind, uint64_t capacity = 0) {
+        detail::check(shmpool_store_declare(s_.get(), name.c_str(), static_cast<uint32_t>(kind), 0, nullptr, 0,
+                                            capacity));
+    }
+    StoreWriter write(const std::string &name, Timeout timeout = forever) {
+        shmpool_store_writer *w = nullptr;
+        detail::check(shmpool_store_write(s_.get(), name.c_str(), to_ms(timeout), &w));
+        return StoreWriter(w);
+    }
+    /// The latest version newer than `newer_than` (0: any), waiting up to `timeout`.
+    StoreVersion read(const std::string &name, uint64_t newer_than = 0, Timeout timeout = forever) {
+        shmpool_store_version *v = nullptr;
+        detail::check(shmpool_store_read(s_.get(), name.c_str(), newer_than, to_ms(timeout), &v));
+        return StoreVersion(v);
+    }
+
+private:
+    explicit Store(shmpool_store *s) noexcept : s_(s) {}
+    detail::Handle<shmpool_store, shmpool_store_free> s_;
+};
+
 }  // namespace shmpool
 
 #endif  // SHMPOOL_HPP

@@ -103,7 +103,10 @@ check "C API under valgrind: 0 errors, 0 leaks" \
   "$BUILD/test_api"
 check "C: epoll loops on consumer and producer readiness descriptors (forked producer, in order)" \
   run_in_fresh "$BUILD/test_epoll"
+check "C store API: versions, dynamic shapes, bad input, one writer, read-only views (SIGSEGV), gc" \
+  run_in_fresh "$BUILD/test_store"
 check "C++ wrapper (C++17): RAII, moves, exceptions with status and message" run_in_fresh "$BUILD/test_api_cpp"
+check "C++ store wrapper: RAII versions and writers, discard, exceptions" run_in_fresh "$BUILD/test_store_cpp"
 check "C++ wrapper (C++20, std::span)" run_in_fresh "$BUILD/test_api_cpp20"
 check "C++ wrapper under valgrind: 0 errors, 0 leaks" \
   run_in_fresh valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \

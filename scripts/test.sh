@@ -33,6 +33,9 @@ echo "== Rust: tests (every crate of the workspace but the Python module, which 
 cargo test --locked
 cargo test --locked -p shmpool --features tokio --test tokio
 cargo test --locked -p shmpool --features tokio --doc async_tokio
+# The store's JSON pipeline definitions are behind the core's feature `spec` (the bindings enable it).
+cargo test --locked -p shmpool --features spec --lib store::spec
+cargo test --locked -p shmpool --features spec --doc store::spec
 
 echo "== Rust: model checking of the slot state machine (loom)"
 LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

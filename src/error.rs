@@ -55,6 +55,12 @@ pub enum Error {
     /// The operation is not allowed for this handle.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A named variable of a store already has a writer: one writer per variable.
+    #[error("variable {name:?} already has a writer (another store handle); one writer per variable")]
+    WriterBusy { name: String },
+    /// An operator waited too long for one of its inputs.
+    #[error("timed out waiting for input {name:?}")]
+    InputTimeout { name: String },
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

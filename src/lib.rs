@@ -34,6 +34,8 @@ mod liveness;
 mod pool;
 mod producer;
 mod signaler;
+#[cfg(not(loom))]
+pub mod store;
 mod sync;
 
 pub use config::{resolve_dir, Config, Mode, Overflow, DEFAULT_DIR, DIR_ENV};
@@ -43,6 +45,8 @@ pub use error::{Error, Result};
 pub use pool::layout::{MAX_CONSUMERS, MAX_DIMS, MAX_META_BYTES, MAX_PRODUCERS, MAX_SLOTS, PAGE};
 pub use pool::{readiness, PeerInfo, Pool, PoolEntry, Role, Stats};
 pub use producer::{monotonic_ns, Producer, WriteBuf};
+#[cfg(not(loom))]
+pub use store::Store;
 
 /// Library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -41,6 +41,11 @@ pub(crate) const CREATOR_BYTE: u64 =
 
 #[cfg(target_os = "linux")]
 const SETLK: libc::c_int = libc::F_OFD_SETLK;
+// Only the store (not built under loom) waits for a lock.
+#[cfg(all(target_os = "linux", not(loom)))]
+const SETLKW: libc::c_int = libc::F_OFD_SETLKW;
+#[cfg(all(not(target_os = "linux"), not(loom)))]
+const SETLKW: libc::c_int = libc::F_SETLKW;
 #[cfg(target_os = "linux")]
 const GETLK: libc::c_int = libc::F_OFD_GETLK;
 #[cfg(not(target_os = "linux"))]
@@ -80,6 +85,12 @@ pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: u64, exclusive: bool) -> io::Re
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Takes the exclusive lock on `byte` through `fd`, waiting for its holder to let go (or die).
+#[cfg(not(loom))]
+pub(crate) fn lock_wait(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
+    fcntl_lock(fd, SETLKW, &mut flock(libc::F_WRLCK, byte))
 }
 
 /// Lets go of the lock on `byte` held through `fd`.

@@ -38,11 +38,11 @@ pub(crate) fn path_for(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{PREFIX}{name}"))
 }
 
-fn cpath(path: &Path) -> Result<CString> {
+pub(crate) fn cpath(path: &Path) -> Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::invalid("path contains a NUL byte"))
 }
 
-fn open_fd(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+pub(crate) fn open_fd(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes())?;
     loop {
         // SAFETY: `c` is a valid C string; open has no other memory effects.
@@ -58,7 +58,7 @@ fn open_fd(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     }
 }
 
-fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, u64)> {
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, u64)> {
     // SAFETY: stat is plain data filled by fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open and `st` writable.
@@ -307,7 +307,7 @@ impl Drop for TempFile<'_> {
 }
 
 /// Reserves `total` bytes for the file, reporting a too-small file system clearly.
-fn reserve(fd: BorrowedFd<'_>, total: u64, dir: &Path) -> Result<()> {
+pub(crate) fn reserve(fd: BorrowedFd<'_>, total: u64, dir: &Path) -> Result<()> {
     let size = libc::off_t::try_from(total).map_err(|_| Error::invalid("pool too large"))?;
     #[cfg(target_os = "linux")]
     {

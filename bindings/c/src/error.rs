@@ -18,7 +18,7 @@ pub enum shmpool_status {
     SHMPOOL_CLOSED = 2,
     /// No pool of that name exists in the directory.
     SHMPOOL_NOT_FOUND = 3,
-    /// A pool of that name exists and has live peers.
+    /// A pool of that name exists and has live peers (store: the variable already has a writer).
     SHMPOOL_ALREADY_EXISTS = 4,
     /// The segment is not a valid pool, or a slot's metadata is broken.
     SHMPOOL_CORRUPTED = 5,
@@ -47,8 +47,8 @@ impl From<&shmpool::Error> for shmpool_status {
         use shmpool::Error as E;
         match e {
             E::NotFound { .. } => shmpool_status::SHMPOOL_NOT_FOUND,
-            E::AlreadyExists { .. } => shmpool_status::SHMPOOL_ALREADY_EXISTS,
-            E::Timeout => shmpool_status::SHMPOOL_TIMEOUT,
+            E::AlreadyExists { .. } | E::WriterBusy { .. } => shmpool_status::SHMPOOL_ALREADY_EXISTS,
+            E::Timeout | E::InputTimeout { .. } => shmpool_status::SHMPOOL_TIMEOUT,
             E::Closed => shmpool_status::SHMPOOL_CLOSED,
             E::Orphaned => shmpool_status::SHMPOOL_ORPHANED,
             E::Corrupted(_) => shmpool_status::SHMPOOL_CORRUPTED,

@@ -25,7 +25,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 // The order below is the order of the header: errors, configuration, pools, producers, consumers,
-// buffers (one module per handle type).
+// buffers (one module per handle type), then the store of named variables.
 mod error;
 
 mod config;
@@ -39,6 +39,7 @@ mod consumer;
 mod buffers;
 
 mod ready;
+mod store;
 
 pub use buffers::*;
 pub use config::*;
@@ -47,6 +48,7 @@ pub use error::*;
 pub use pool::*;
 pub use producer::*;
 pub use ready::*;
+pub use store::*;
 
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};

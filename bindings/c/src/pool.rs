@@ -79,7 +79,7 @@ pub struct shmpool_stats {
 ///
 /// # Safety
 /// `directory` is NULL or a NUL-terminated string that stays valid for `'a`.
-unsafe fn opt_dir<'a>(directory: *const c_char) -> Result<Option<&'a Path>, Fail> {
+pub(crate) unsafe fn opt_dir<'a>(directory: *const c_char) -> Result<Option<&'a Path>, Fail> {
     if directory.is_null() {
         return Ok(None);
     }

@@ -5,6 +5,7 @@
 //! - [`buffers`]: `Buffer` (received, read-only) and `WriteBuffer` (being filled), both with the
 //!   buffer protocol and DLPack; a slot stays held while any view of it exists.
 //! - [`dlpack`]: the DLPack structures and capsules.
+//! - [`store`]: `Store`, `StoreVersion`, `StoreWriter`, `Operator`, `Run` (named variables).
 //! - [`protocol`]: the host/worker protocol's `Listener` and `Connection` (for `shmpool.rpc`).
 //! - [`farm`]: the Majordomo farm's client and worker (for `shmpool.farm`).
 //!
@@ -16,6 +17,7 @@ mod dlpack;
 mod farm;
 mod pool;
 mod protocol;
+mod store;
 
 use pyo3::exceptions::{PyImportError, PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
@@ -32,7 +34,7 @@ pub(crate) trait PyErrorClass: std::fmt::Display {
 impl PyErrorClass for Error {
     fn class(&self) -> Option<&'static str> {
         Some(match self {
-            Error::Timeout => return None,
+            Error::Timeout | Error::InputTimeout { .. } => return None,
             Error::NotFound { .. } => "PoolNotFound",
             Error::AlreadyExists { .. } => "PoolExists",
             Error::Closed => "Closed",
@@ -42,6 +44,7 @@ impl PyErrorClass for Error {
             Error::InsufficientSpace { .. } => "InsufficientSpace",
             Error::TooManyPeers { .. } => "TooManyPeers",
             Error::Unsupported(_) => "Unsupported",
+            Error::WriterBusy { .. } => "WriterBusy",
             Error::Io { .. } => "IOFailure",
             // Variants the core may add later map to the base class.
             _ => "Error",
@@ -127,5 +130,6 @@ fn _shmpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffers::WriteBuffer>()?;
     protocol::register(m)?;
     farm::register(m)?;
+    store::register(m)?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Pool management: `create`, `ls`, `inspect`, `gc`, `rm`.
+//! Pool management: `create`, `ls`, `inspect`, `gc`, `rm` (stores: see `stores.rs`).
 
 use crate::CliResult;
 use clap::Args;
@@ -32,15 +32,21 @@ pub struct LsArgs {
     /// Print a JSON array.
     #[arg(long)]
     json: bool,
+    /// List the stores of named variables only.
+    #[arg(long)]
+    stores: bool,
 }
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Pool name.
+    /// Pool name (with --store: the job of a store).
     name: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Show the variables of the store of job NAME.
+    #[arg(long)]
+    store: bool,
 }
 
 #[derive(Args)]
@@ -76,6 +82,9 @@ struct ListedPool {
 }
 
 pub fn ls(dir: Option<&Path>, args: &LsArgs) -> CliResult {
+    if args.stores {
+        return crate::stores::ls(dir, args.json, false);
+    }
     let pools: Vec<ListedPool> = Pool::list(dir)?
         .into_iter()
         .map(|p| ListedPool { name: p.name, path: p.path.display().to_string(), size: p.size, in_use: p.in_use })
@@ -91,7 +100,7 @@ pub fn ls(dir: Option<&Path>, args: &LsArgs) -> CliResult {
         let state = if p.in_use { "in use" } else { "unused" };
         println!("{:<32} {:>14} bytes  {:<7} {}", p.name, p.size, state, p.path);
     }
-    Ok(())
+    crate::stores::ls(dir, false, true)
 }
 
 #[derive(Serialize)]
@@ -181,6 +190,9 @@ fn report(pool: &Pool) -> PoolReport {
 }
 
 pub fn inspect(dir: Option<&Path>, args: &InspectArgs) -> CliResult {
+    if args.store {
+        return crate::stores::inspect(dir, &args.name, args.json);
+    }
     let pool = Pool::open_in(&args.name, dir)?;
     let r = report(&pool);
     if args.json {
@@ -221,7 +233,7 @@ pub fn gc(dir: Option<&Path>) -> CliResult {
     for name in &removed {
         println!("removed {name}");
     }
-    if removed.is_empty() {
+    if crate::stores::gc(dir)? == 0 && removed.is_empty() {
         println!("nothing to remove");
     }
     Ok(())

@@ -16,6 +16,7 @@ mod pattern;
 mod peers;
 mod progress;
 mod scratch;
+mod stores;
 mod traffic;
 
 use clap::{Parser, Subcommand};
@@ -85,11 +86,11 @@ enum Command {
     Produce(traffic::ProduceArgs),
     /// Receive buffers, optionally verifying or printing them.
     Consume(traffic::ConsumeArgs),
-    /// List the pools of the directory.
+    /// List the pools (and stores of named variables) of the directory.
     Ls(admin::LsArgs),
-    /// Show a pool's shape, slot states, counters and peers.
+    /// Show a pool's shape, slot states, counters and peers (or a store's variables).
     Inspect(admin::InspectArgs),
-    /// Remove pools that no live process has open.
+    /// Remove pools and stores that no live process has open.
     Gc,
     /// Shut a pool down for its users and remove its name.
     Rm(admin::RmArgs),

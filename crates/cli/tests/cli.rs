@@ -389,5 +389,30 @@ fn chaos_300_kills_leave_nothing_behind() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "chaos failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("300 signals") && text.contains("gc left no file"), "{text}");
+}
+
+#[test]
+fn stores_are_listed_inspected_and_collected() {
+    use shmpool::store::{Decl, Store};
+    let dir = TestDir::new("stores");
+    let store = Store::open_in("job", Some(&dir.0)).unwrap();
+    store.declare("image", &Decl::array(shmpool::DType::F32, &[-1, 4]).capacity(64)).unwrap();
+    let mut w = store.write("image").unwrap();
+    w.set_shape(&[2, 4]).unwrap();
+    w.commit().unwrap();
+    let held = store.read("image", None).unwrap();
+    let stores = dir.json(&["ls", "--stores", "--json"]);
+    assert_eq!((stores[0]["job"].as_str(), stores[0]["in_use"].as_bool()), (Some("job"), Some(true)), "{stores}");
+    assert!(dir.ok(&["ls"]).contains("store job"));
+    let r = dir.json(&["inspect", "--store", "job", "--json"]);
+    let image = &r["variables"][0];
+    assert_eq!(image["name"], "image", "{r}");
+    assert_eq!((image["version"].as_u64(), image["readers"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert_eq!(image["shape"], serde_json::json!([2, 4]));
+    assert!(dir.ok(&["inspect", "--store", "job"]).contains("image"));
+    assert!(!succeeded(&dir.run(&["inspect", "--store", "nope"])));
+    assert!(!dir.ok(&["gc"]).contains("removed store job"), "in use");
+    drop((held, store));
+    assert!(dir.ok(&["gc"]).contains("removed store job"));
     assert!(dir.entries().is_empty(), "{:?}", dir.entries());
 }

@@ -14,6 +14,7 @@ __all__ = [
     "InsufficientSpace",
     "TooManyPeers",
     "Unsupported",
+    "WriterBusy",
     "IOFailure",
     "Disconnected",
     "ProtocolError",
@@ -62,6 +63,10 @@ class TooManyPeers(Error):
 
 class Unsupported(Error):
     """The operation is not allowed for this handle."""
+
+
+class WriterBusy(Error):
+    """A variable of a store already has a writer (another store handle): one writer per variable."""
 
 
 class IOFailure(Error):

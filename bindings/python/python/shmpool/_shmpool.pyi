@@ -36,6 +36,11 @@ __all__ = [
     "FarmWorker",
     "FarmRequest",
     "PartView",
+    "Store",
+    "StoreVersion",
+    "StoreWriter",
+    "Operator",
+    "Run",
 ]
 
 __version__: str
@@ -412,3 +417,139 @@ class FarmWorker:
 
 @final
 class PartView: ...
+
+_Kind = Literal["array", "string", "i64", "f64", "bool"]
+
+@final
+class Store:
+    """The store of named variables of a job: a directory ``shmpool-store.JOB`` in the pool
+    directory. Versions, not locks: readers hold whole versions; one writer per variable."""
+
+    def __new__(cls, job: str, directory: Optional[_Path] = None) -> Store: ...
+    @staticmethod
+    def open(job: str, directory: Optional[_Path] = None) -> Store:
+        """Opens the store of ``job`` (default directory: $SHMPOOL_DIR or /dev/shm), creating it."""
+    def declare(
+        self,
+        name: str,
+        dtype: Optional[_DType] = None,
+        shape: Optional[Sequence[int]] = None,
+        capacity: Optional[int] = None,
+        kind: _Kind = "array",
+        versions: int = 4,
+    ) -> None:
+        """Declares ``name`` (or checks it is declared the same way); -1 dimensions are dynamic,
+        up to ``capacity`` bytes per version."""
+    def write(self, name: str, timeout: Optional[float] = None) -> StoreWriter:
+        """A new version of ``name``; as a context manager, published on a clean exit."""
+    def read(self, name: str, timeout: Optional[float] = None, newer_than: Optional[int] = None) -> StoreVersion:
+        """The latest version (newer than ``newer_than``), waiting for it; TimeoutError after ``timeout``."""
+    def try_read(self, name: str) -> Optional[StoreVersion]: ...
+    def variables(self) -> list[dict[str, Any]]:
+        """name, kind, dtype, dims, capacity, version, shape and readers of every variable."""
+    def operator(
+        self, name: str, inputs: Sequence[str] = ..., outputs: Optional[dict[str, dict[str, Any]]] = None
+    ) -> Operator:
+        """An operator; ``outputs`` maps names to ``declare`` keyword dicts."""
+    def pipeline_operator(self, path: _Path, name: str) -> Operator:
+        """Operator ``name`` of the JSON pipeline definition in ``path``."""
+    def remove(self, name: str) -> None:
+        """Removes ``name``; versions held stay valid. WriterBusy while another handle writes it."""
+    def sweep(self) -> int: ...
+    @staticmethod
+    def list(directory: Optional[_Path] = None) -> builtins.list[dict[str, Any]]: ...
+    @staticmethod
+    def gc(directory: Optional[_Path] = None) -> builtins.list[str]:
+        """Removes the stores nobody has open; returns their jobs."""
+    @property
+    def job(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+
+@final
+class StoreVersion(_BufferProto):
+    """A held version (read-only; ``array()`` has ``writeable=False``, DLPack 1.0 is flagged
+    read-only). Held while it or any view of it lives."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def shape(self) -> Tuple[int, ...]: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def address(self) -> int: ...
+    def array(self) -> Any:
+        """A read-only numpy.ndarray view, no copy."""
+    def value(self) -> Any:
+        """str, int, float or bool for those kinds; the read-only ndarray for arrays."""
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+    def __dlpack__(
+        self,
+        *,
+        stream: Optional[Any] = None,
+        max_version: Optional[Tuple[int, int]] = None,
+        dl_device: Optional[Tuple[int, int]] = None,
+        copy: Optional[bool] = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> Tuple[int, int]: ...
+
+@final
+class StoreWriter(_BufferProto):
+    """A version being written. Fill its array before the commit; never write to it after."""
+
+    def array(self, shape: Optional[Sequence[int]] = None) -> Any:
+        """A writable numpy.ndarray of ``shape`` (default: the declared fixed shape)."""
+    def set(self, value: Union[str, int, float, bool]) -> None:
+        """Sets a string or scalar variable."""
+    def commit(self) -> int: ...
+    def discard(self) -> None: ...
+    @property
+    def done(self) -> bool: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+    def __enter__(self) -> StoreWriter: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        _exc: Optional[BaseException] = None,
+        _tb: Optional[TracebackType] = None,
+    ) -> bool: ...
+
+@final
+class Operator:
+    """A pipeline step with declared inputs and outputs."""
+
+    def run(self, timeout: Optional[float] = None) -> Run:
+        """Waits for a new version of every input (TimeoutError naming the missing one)."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def inputs(self) -> list[str]: ...
+    @property
+    def outputs(self) -> list[str]: ...
+
+@final
+class Run:
+    """One run: read-only ``inputs``, writable ``outputs``; published on a clean exit."""
+
+    @property
+    def inputs(self) -> dict[str, StoreVersion]: ...
+    @property
+    def outputs(self) -> dict[str, StoreWriter]: ...
+    def commit(self) -> list[int]: ...
+    def discard(self) -> None: ...
+    def __enter__(self) -> Run: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        _exc: Optional[BaseException] = None,
+        _tb: Optional[TracebackType] = None,
+    ) -> bool: ...
