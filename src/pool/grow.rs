@@ -53,10 +53,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether every slot of `pool` is free (nobody writes, holds or has yet to receive one).
-fn idle(pool: &Pool) -> bool {
+/// How many slots of `pool` are not free (written, published or held).
+fn in_use(pool: &Pool) -> u32 {
     let view = &pool.inner.view;
-    (0..view.geometry.slot_count as usize).all(|k| slot_state::is_free(view.slot(k).state.load(Acquire)))
+    (0..view.geometry.slot_count).filter(|&k| !slot_state::is_free(view.slot(k as usize).state.load(Acquire))).count()
+        as u32
 }
 
 struct Generation {
@@ -84,6 +85,8 @@ pub struct SetStats {
     pub bytes: u64,
     /// Generations created after the first.
     pub grown: u64,
+    /// Slots of the live generations that are not free (being written, published or held).
+    pub in_use: u32,
 }
 
 /// The sending side of pools that grow (see the [module docs](self)). `Send + Sync`.
@@ -230,7 +233,7 @@ impl PoolSet {
         st.gens.retain(|g| {
             k += 1;
             let old = k - 1 < last;
-            let retire = old && Arc::strong_count(g) == 1 && idle(&g.pool);
+            let retire = old && Arc::strong_count(g) == 1 && in_use(&g.pool) == 0;
             if retire {
                 g.pool.close();
             }
@@ -258,6 +261,7 @@ impl PoolSet {
             live: st.gens.len(),
             bytes: st.gens.iter().map(|g| g.pool.slots() as u64 * g.pool.slot_size() as u64).sum(),
             grown: st.grown,
+            in_use: st.gens.iter().map(|g| in_use(&g.pool)).sum(),
         }
     }
 }
