@@ -23,7 +23,7 @@
 //! Anything malformed is an [`Error::Protocol`]; the end of the stream is [`Error::Disconnected`].
 
 use crate::{Error, Result};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 const MAGIC: u8 = 0xB5;
 const PRELUDE: usize = 16;
@@ -236,7 +236,9 @@ fn read_chunks(r: &mut impl Read, len: u64, take: &mut dyn FnMut(usize) -> Vec<u
     Ok(data)
 }
 
-/// Writes one frame. Small inline buffers go out with the header in one write.
+/// Writes one frame in as few system calls as the kernel allows: the header, small inline
+/// buffers and chunk prefixes are gathered in one block, large chunks are written from where they
+/// lie, all through vectored writes (no tiny packet per chunk prefix on TCP).
 pub fn write_frame(w: &mut impl Write, kind: Kind, header: &[u8], buffers: &[Wire<'_>]) -> Result<()> {
     let too_big = || Error::invalid("frame header or buffer count over 4 GiB");
     let mut head = Vec::with_capacity(PRELUDE + DESC * buffers.len() + header.len());
@@ -257,6 +259,9 @@ pub fn write_frame(w: &mut impl Write, kind: Kind, header: &[u8], buffers: &[Wir
         head.extend_from_slice(&seq.to_le_bytes());
     }
     head.extend_from_slice(header);
+    // The frame as pieces: ranges of `head`, or large chunks written from the caller's memory.
+    let mut pieces: Vec<Piece<'_>> = Vec::new();
+    let mut from = 0;
     for b in buffers {
         let Wire::Inline(data) = b else { continue };
         for chunk in data.chunks(MAX_CHUNK) {
@@ -264,14 +269,42 @@ pub fn write_frame(w: &mut impl Write, kind: Kind, header: &[u8], buffers: &[Wir
             if chunk.len() <= COALESCE {
                 head.extend_from_slice(chunk);
             } else {
-                w.write_all(&head).map_err(io_failure)?;
-                head.clear();
-                w.write_all(chunk).map_err(io_failure)?;
+                pieces.push(Piece::Head(from..head.len()));
+                pieces.push(Piece::Data(chunk));
+                from = head.len();
             }
         }
     }
-    w.write_all(&head).map_err(io_failure)?;
+    pieces.push(Piece::Head(from..head.len()));
+    let mut slices: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Head(r) => IoSlice::new(&head[r.clone()]),
+            Piece::Data(d) => IoSlice::new(d),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    write_all_vectored(w, &mut slices).map_err(io_failure)?;
     w.flush().map_err(io_failure)
+}
+
+/// One piece of an outgoing frame.
+enum Piece<'a> {
+    Head(std::ops::Range<usize>),
+    Data(&'a [u8]),
+}
+
+/// Writes every slice, resuming after short writes.
+fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Frame {
