@@ -498,3 +498,65 @@ fn killing_the_worker_while_a_grown_pool_is_in_use_leaves_no_file() {
     drop(s.conn);
     assert!(pool_files(&dir).is_empty(), "{:?}", pool_files(&dir));
 }
+
+/// Podman settings for a machine like the test machine (itself a container: a lower hard rlimit
+/// than podman's defaults, cgroups v1/v2 hybrid, which crun refuses): runc and modest ulimits.
+const CONTAINERS_CONF: &str =
+    "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\n";
+
+/// An image imported from a tarball of a minimal root filesystem: this test binary and the
+/// libraries it links, at the same paths. Removed when dropped.
+struct Image(String);
+
+impl Image {
+    fn build(work: &std::path::Path) -> Image {
+        let root = work.join("rootfs");
+        let exe = std::env::current_exe().unwrap();
+        let ldd = Command::new("ldd").arg(&exe).output().unwrap();
+        let libs = String::from_utf8(ldd.stdout).unwrap();
+        let files = libs.split_whitespace().filter(|w| w.starts_with('/')).map(std::path::PathBuf::from);
+        for file in files.chain([exe]) {
+            let to = root.join(file.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&file, &to).unwrap();
+        }
+        let tar = work.join("rootfs.tar");
+        let ok = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
+        assert!(ok.success(), "tar failed");
+        let name = format!("localhost/shmpool-test-{}:latest", std::process::id());
+        let out = Command::new("podman").arg("import").arg(&tar).arg(&name).output().unwrap();
+        assert!(out.status.success(), "podman import: {}", String::from_utf8_lossy(&out.stderr));
+        Image(name)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn podman_worker_upgrades_to_shm_through_the_shared_directory() {
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("podman is not installed: skipped (scripts/setup.sh installs podman and runc)");
+        return;
+    }
+    let work = TempDir::new("podman");
+    let conf = work.path().join("containers.conf");
+    std::fs::write(&conf, CONTAINERS_CONF).unwrap();
+    let image = Image::build(work.path());
+    // Only the pool directory and the network are shared with the container.
+    let backend = Backend::Podman { image: image.0.clone() };
+    let env = [("CONTAINERS_CONF", conf.to_str().unwrap())];
+    let mut s = start_configured("tcp,shm", patient(), backend, "echo", &env).unwrap();
+    assert_eq!(s.conn.protocol(), Protocol::Shm);
+    let data = marked(3 * SLOT, 5); // larger than a slot: the pools grow, across the container
+    for header in [&b"echo"[..], b"copy"] {
+        s.conn.send(header, vec![data[..].into()]).unwrap();
+        let m = s.conn.recv(Some(Duration::from_secs(20))).unwrap();
+        assert!(m.buffers[0].is_shared() && *m.buffers[0] == data[..]);
+    }
+    s.conn.close();
+    assert!(s.worker.shutdown(Duration::from_secs(20)).unwrap().success());
+}
