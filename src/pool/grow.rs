@@ -155,29 +155,29 @@ impl PoolSet {
         if len > self.max_slot_size {
             return Ok(None);
         }
-        let current = self.current();
+        let (current, old) = {
+            let st = lock(&self.state);
+            (st.gens.last().expect("a set always has a generation").clone(), st.gens.len() > 1)
+        };
         if len <= current.pool.slot_size() {
             let got = match wait {
-                Some(t) => current.producer.try_acquire()?.map_or_else(
-                    || match current.producer.acquire(Some(t)) {
-                        Ok(w) => Ok(Some(w)),
-                        Err(Error::Timeout) => Ok(None),
-                        Err(e) => Err(e),
-                    },
-                    |w| Ok(Some(w)),
-                )?,
+                Some(t) => match current.producer.acquire(Some(t)) {
+                    Ok(w) => Some(w),
+                    Err(Error::Timeout) => None,
+                    Err(e) => return Err(e),
+                },
                 None => current.producer.try_acquire()?,
             };
             if let Some(w) = got {
+                if old {
+                    // Old generations go as soon as they are idle, not only at the next growth.
+                    self.trim();
+                }
                 return Ok(Some((current.index, w)));
             }
         }
         drop(current);
         self.grow(len)
-    }
-
-    fn current(&self) -> Arc<Generation> {
-        lock(&self.state).gens.last().expect("a set always has a generation").clone()
     }
 
     /// Makes a generation that has a free slot for `len` bytes (unless another thread just did)
