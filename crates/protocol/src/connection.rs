@@ -1,8 +1,9 @@
 //! [`Connection`]: send and receive messages once the handshake is done.
 //!
-//! Sending takes the writer lock, publishes the buffers that go through the pool (in frame order),
-//! then writes the frame. A reader thread per connection decodes frames, takes the named slots,
-//! answers idleness with heartbeats and queues messages for [`Connection::recv`].
+//! Sending takes and fills the slots of the buffers that go through the pools first, then, under
+//! the writer lock, publishes them (in frame order) and writes the frame. A reader thread per
+//! connection decodes frames, takes the named slots, answers idleness with heartbeats and queues
+//! messages for [`Connection::recv`].
 
 use super::frame::{io_failure, read_frame_into, write_frame, Kind, Received, Wire};
 use super::handshake::{Negotiated, Options, Protocol};
