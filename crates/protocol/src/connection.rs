@@ -514,7 +514,12 @@ fn read_loop(shared: &Shared, stream: Stream, rx: Option<ShmRx>, out: &Sender<Re
             Kind::Goodbye => break Error::Disconnected("the peer closed the connection".into()),
             Kind::Control => break Error::Protocol("a handshake record after the handshake".into()),
             Kind::Release => match shared.lending.released(&frame.header) {
-                Ok(()) => continue,
+                Ok(()) => {
+                    // Ending loans may have dropped views of the peer's slots: say so now, so that
+                    // its slots come back without waiting for the next message or heartbeat.
+                    shared.tick(false);
+                    continue;
+                }
                 Err(e) => break e,
             },
             Kind::Message => {}
