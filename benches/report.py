@@ -207,6 +207,27 @@ def python_results(text: str) -> dict | None:
     return json.loads("\n".join(lines[start:]))
 
 
+def nerfbaselines_table(rows: dict) -> list[str]:
+    """The host/worker rows (bindings/python/benches/nerfbaselines_echo.py --json) as markdown."""
+    p50 = {name: statistics.median(t) for name, t in rows.items()}
+    base = p50.get("nerfbaselines")
+    md = [
+        "## Host/worker: NerfBaselines' frame",
+        "",
+        "bindings/python/benches/nerfbaselines_echo.py: `{color: 1920×1080×3 f32, depth: 1920×1080×1 f32}` "
+        "(33.2 MB) echoed by a worker process (`copy:copy`). NerfBaselines is pip `nerfbaselines` in a separate "
+        "virtual environment (its RemoteProcessRPCBackend: Unix socket plus its shared memory; *no shm*: "
+        "`NERFBASELINES_PROTOCOL=pipe-shm0`, *tcp no shm*: `tcp-shm0`). *In place*: arrays allocated in pool slots (`Worker.empty`).",
+        "",
+        "| transport | p50 | best | p50 vs NerfBaselines |",
+        "|---|--:|--:|--:|",
+    ]
+    for name, times in rows.items():
+        vs = f"{base / p50[name]:.1f} ×" if base and not name.startswith("in place") else ""
+        md.append(f"| {name} | {ns(p50[name] * 1e9)} | {ns(min(times) * 1e9)} | {vs} |")
+    return md + [""]
+
+
 def criterion_results() -> list[tuple[str, float]]:
     out = []
     for bench in sorted((ROOT / "target" / "criterion").glob("**/new/benchmark.json")):
@@ -367,6 +388,9 @@ def main() -> None:
                 f"| {q['latency']['p50_us'] / lat['p50_us']:.1f} × | {thr['fps'] / q['throughput']['fps']:.1f} × |"
             )
         md.append("")
+    nb = res / "nerfbaselines.json"
+    if nb.exists():
+        md += nerfbaselines_table(json.loads(nb.read_text()))
     if crit:
         md += [
             "## In-process micro-benchmarks (criterion, benches/exchange.rs)",

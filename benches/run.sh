@@ -10,6 +10,9 @@
 #   3. 1080p RGB frames through GStreamer: gst_to_pool -> pool_to_gst against shmsink -> shmsrc,
 #      one and two consumers, repeated (20 times; 3 with --quick) to catch stalls
 #   4. Python: 8 MiB ndarray handoff, shmpool vs multiprocessing.Queue vs shared_memory
+#   5. host/worker: NerfBaselines' 33.2 MB frame echoed through pip `nerfbaselines` (installed into
+#      a separate virtual environment, target/nerfbaselines-venv: never a test dependency) and
+#      shmpool.rpc tcp, unix, shm copied in and shm in place
 # and regenerates benches/RESULTS.md and benches/*.png (benches/report.py). Raw results stay in
 # target/bench-results/. --quick: under 3 minutes once built; the full run: about 8 (2 vCPUs).
 set -euo pipefail
@@ -50,17 +53,17 @@ build_done=$(date +%s)
   echo " \"load_before\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 } >"$OUT/machine.json"
 
-step "1/4 criterion micro-benchmarks (benches/exchange.rs)"
+step "1/5 criterion micro-benchmarks (benches/exchange.rs)"
 rm -rf target/criterion
 if [ $QUICK = 1 ]; then export SHMPOOL_BENCH_QUICK=1; fi
 cargo bench --locked --quiet -p shmpool --bench exchange -- --noplot 2>&1 | grep -E "time:" | sed 's/^/  /' || true
 unset SHMPOOL_BENCH_QUICK
 
-step "2/4 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"
+step "2/5 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"
 quick_flag=(); [ $QUICK = 1 ] && quick_flag=(--quick)
 "$SHMPOOL" bench --compare --rounds 3 --json "${quick_flag[@]}" >"$OUT/ipc.json" 2> >(tee "$OUT/ipc.log" >&2)
 
-step "3/4 GStreamer 1080p RGB: gst_to_pool -> pool_to_gst vs shmsink -> shmsrc"
+step "3/5 GStreamer 1080p RGB: gst_to_pool -> pool_to_gst vs shmsink -> shmsrc"
 REPS=20; FRAMES=600
 [ $QUICK = 1 ] && { REPS=3; FRAMES=300; }
 PATTERN=black  # a cheap source, so that the transports, not videotestsrc's drawing, set the pace
@@ -123,10 +126,19 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-step "4/4 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
+step "4/5 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
 py_args=(--json); [ $QUICK = 1 ] && py_args+=(--frames 100 --queue-frames 20)
 "$PY" bindings/python/benches/handoff.py "${py_args[@]}" >"$OUT/python.txt"
 sed -n '1,/^{/p' "$OUT/python.txt" | sed '$d' | sed 's/^/  /'
+
+step "5/5 host/worker: NerfBaselines' frame (bindings/python/benches/nerfbaselines_echo.py)"
+NB_VENV=target/nerfbaselines-venv
+[ -x "$NB_VENV/bin/python" ] || python3 -m venv "$NB_VENV"
+"$NB_VENV/bin/python" -c "import nerfbaselines, numpy" 2>/dev/null ||
+  "$NB_VENV/bin/python" -m pip install -q --disable-pip-version-check "nerfbaselines==1.2.12" numpy
+nb_rounds=50; [ $QUICK = 1 ] && nb_rounds=15
+"$PY" bindings/python/benches/nerfbaselines_echo.py --nerfbaselines-python "$NB_VENV/bin/python" \
+  --rounds "$nb_rounds" --json "$OUT/nerfbaselines.json" 2>/dev/null | tee "$OUT/nerfbaselines.txt" | sed 's/^/  /'
 
 step "report"
 measure_s=$(($(date +%s) - build_done))

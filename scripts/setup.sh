@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   build-essential pkg-config valgrind util-linux python3-venv cmake iproute2 libglib2.0-dev
+  podman runc  # a real container engine for the host/worker protocol's Podman backend test
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad  # shmsink/shmsrc and fpsdisplaysink: benches/run.sh

@@ -42,6 +42,7 @@ pub use config::{resolve_dir, Config, Mode, Overflow, DEFAULT_DIR, DIR_ENV};
 pub use consumer::{Consumer, ReadBuf};
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use pool::grow::{generation_name, PoolFollower, PoolSet, SetStats, MAX_GENERATIONS};
 pub use pool::layout::{MAX_CONSUMERS, MAX_DIMS, MAX_META_BYTES, MAX_PRODUCERS, MAX_SLOTS, PAGE};
 pub use pool::{readiness, PeerInfo, Pool, PoolEntry, Role, Stats};
 pub use producer::{monotonic_ns, Producer, WriteBuf};

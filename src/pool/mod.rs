@@ -20,6 +20,7 @@
 mod blocking;
 mod directory;
 pub(crate) mod exchange;
+pub mod grow;
 pub(crate) mod layout;
 #[cfg(loom)]
 pub mod model;

@@ -1,14 +1,8 @@
 //! The dtype and shape a slot advertises, so NumPy consumers view a raw video frame as an array.
 //!
 //! Packed 8-bit formats without row padding (RGB, BGRx, GRAY8, …) are `(height, width, channels)`
-//! of `u8`; anything else is a flat `u8` array of the buffer's size.
-//!
-//! ```
-//! gst::init().unwrap();
-//! let caps: gst::Caps = "video/x-raw,format=RGB,width=4,height=2,framerate=1/1".parse().unwrap();
-//! let shape = gstshmpool::array_shape::ArrayShape::from_caps(caps.as_ref()).unwrap();
-//! assert_eq!((shape.dims.as_slice(), shape.frame_size), (&[2u64, 4, 3][..], 24));
-//! ```
+//! of `u8` (`video/x-raw,format=RGB,width=4,height=2` gives `[2, 4, 3]`, 24 bytes a frame);
+//! anything else is a flat `u8` array of the buffer's size. The unit tests below show each case.
 
 use shmpool::DType;
 

@@ -33,8 +33,10 @@ pub struct ConnectionOptions {
     inline_threshold: u64,
     /// Slots per direction of the `shm` pools.
     slots: u32,
-    /// Bytes per slot of the `shm` pools.
+    /// Bytes per slot of the first `shm` pool.
     slot_size: u64,
+    /// The largest slot the `shm` pools grow to; larger buffers go on the socket.
+    max_slot_size: u64,
     /// Heartbeat interval on an idle connection, in seconds.
     heartbeat: f64,
     /// The peer is dead after this many intervals without a byte from it.
@@ -51,6 +53,7 @@ impl From<Options> for ConnectionOptions {
             inline_threshold: o.inline_threshold,
             slots: o.slots,
             slot_size: o.slot_size,
+            max_slot_size: o.max_slot_size,
             heartbeat: o.heartbeat_ms as f64 / 1000.0,
             missed_heartbeats: o.missed_heartbeats,
         }
@@ -62,7 +65,7 @@ impl ConnectionOptions {
     fn __repr__(&self) -> String {
         format!(
             "ConnectionOptions(version={}, max_message={}, max_buffers={}, max_header={}, inline_threshold={}, \
-             slots={}, slot_size={}, heartbeat={}, missed_heartbeats={})",
+             slots={}, slot_size={}, max_slot_size={}, heartbeat={}, missed_heartbeats={})",
             self.version,
             self.max_message,
             self.max_buffers,
@@ -70,6 +73,7 @@ impl ConnectionOptions {
             self.inline_threshold,
             self.slots,
             self.slot_size,
+            self.max_slot_size,
             self.heartbeat,
             self.missed_heartbeats
         )
@@ -100,16 +104,18 @@ fn config(
     heartbeat: Option<f64>,
     missed_heartbeats: Option<u32>,
     slots: Option<u32>,
-    slot_size: Option<u64>,
+    sizes: (Option<u64>, Option<u64>),
     max_message: Option<u64>,
     timeout: Option<f64>,
 ) -> PyResult<ConnConfig> {
+    let (slot_size, max_slot_size) = sizes;
     let d = Options::default();
     let options = Options {
         heartbeat_ms: heartbeat.map_or(d.heartbeat_ms, |s| (s * 1000.0).round().max(1.0) as u64),
         missed_heartbeats: missed_heartbeats.unwrap_or(d.missed_heartbeats),
         slots: slots.unwrap_or(d.slots),
         slot_size: slot_size.unwrap_or(d.slot_size),
+        max_slot_size: max_slot_size.unwrap_or(d.max_slot_size),
         max_message: max_message.unwrap_or(d.max_message),
         ..d
     };
@@ -122,7 +128,8 @@ fn config(
 }
 
 /// A host's listening socket with a fresh secret. `protocols=None`: `$SHMPOOL_PROTOCOL`, else
-/// `"tcp,shm"`.
+/// `"tcp,shm"`. `slot_size`: of the first pools (the larger wish of both sides wins);
+/// `max_slot_size`: the pools grow up to it (the smaller maximum of both sides wins).
 #[pyclass(frozen, module = "shmpool._shmpool")]
 pub struct Listener {
     inner: proto::Listener,
@@ -132,7 +139,7 @@ pub struct Listener {
 impl Listener {
     #[new]
     #[pyo3(signature = (protocols=None, directory=None, *, heartbeat=None, missed_heartbeats=None, slots=None,
-                        slot_size=None, max_message=None, timeout=None))]
+                        slot_size=None, max_message=None, timeout=None, max_slot_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -144,8 +151,10 @@ impl Listener {
         slot_size: Option<u64>,
         max_message: Option<u64>,
         timeout: Option<f64>,
+        max_slot_size: Option<u64>,
     ) -> PyResult<Listener> {
-        let c = config(protocols, directory, heartbeat, missed_heartbeats, slots, slot_size, max_message, timeout)?;
+        let sizes = (slot_size, max_slot_size);
+        let c = config(protocols, directory, heartbeat, missed_heartbeats, slots, sizes, max_message, timeout)?;
         let inner = py.detach(|| proto::Listener::bind(c)).map_err(to_py)?;
         Ok(Listener { inner })
     }
@@ -257,17 +266,44 @@ impl Connection {
         Ok(())
     }
 
-    /// A writable slot of `nbytes` of this side's pool, kept (not published): sending bytes inside
-    /// it lends them to the peer without a copy. `None` unless on `shm` with a slot free and
-    /// `nbytes` fitting one. Fill it before sending; writing while the peer reads is a race.
-    fn alloc(&self, nbytes: usize) -> Option<SlotBuffer> {
-        let mut slot = self.inner.alloc_lendable(nbytes)?;
+    /// A writable slot of `nbytes` of this side's pools (which grow for it), kept (not published):
+    /// sending bytes inside it lends them to the peer without a copy. Raises `Unsupported` unless
+    /// on `shm`, `InvalidArgument` past the negotiated maximum slot size, `TimeoutError` when
+    /// every slot is held and the pools may not grow. Fill it before sending; writing while the
+    /// peer reads is a race.
+    fn alloc(&self, py: Python<'_>, nbytes: usize) -> PyResult<SlotBuffer> {
+        let inner = self.inner.clone();
+        let mut slot = py.detach(move || inner.alloc_lendable(nbytes)).map_err(to_py)?;
         let ptr = slot.as_mut_ptr() as usize;
-        Some(SlotBuffer { slot, ptr })
+        Ok(SlotBuffer { slot, ptr })
+    }
+
+    /// What this side sent where (`shm_*`, `socket_*`, and `spilled_*`: buffers that went on the
+    /// socket because no slot could hold them), and its pools (`generation`, `slot_size`, `slots`,
+    /// `max_slot_size`, `pools_grown`, `pool_bytes`, `slots_in_use`).
+    #[getter]
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let s = self.inner.stats();
+        vec![
+            ("shm_buffers", s.shm_buffers),
+            ("shm_bytes", s.shm_bytes),
+            ("socket_buffers", s.socket_buffers),
+            ("socket_bytes", s.socket_bytes),
+            ("spilled_buffers", s.spilled_buffers),
+            ("spilled_bytes", s.spilled_bytes),
+            ("generation", s.generation.into()),
+            ("slot_size", s.slot_size),
+            ("slots", s.slots.into()),
+            ("max_slot_size", s.max_slot_size),
+            ("pools_grown", s.pools_grown),
+            ("pool_bytes", s.pool_bytes),
+            ("slots_in_use", s.slots_in_use.into()),
+        ]
     }
 
     /// Receives `(header: bytes, buffers: list)` within `timeout` seconds (`None`: until the peer
-    /// goes away). Buffers are `Buffer` views of pool slots on `shm`, else `bytes`.
+    /// goes away). Buffers are `Buffer` views of pool slots on `shm`, else `SocketBuffer`s (bytes
+    /// that came on the socket, read-only, received without a further copy).
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyList>)> {
         let inner = self.inner.clone();
@@ -277,7 +313,7 @@ impl Connection {
         for b in msg.buffers {
             match b {
                 Payload::Shared(r) => list.append(Bound::new(py, Buffer::from_shared(r)?)?)?,
-                Payload::Inline(v) => list.append(PyBytes::new(py, &v))?,
+                inline @ Payload::Inline(_) => list.append(Bound::new(py, SocketBuffer { payload: inline })?)?,
                 lent @ Payload::Lent(_) => list.append(Bound::new(py, LentBuffer { payload: lent })?)?,
             }
         }
@@ -293,6 +329,30 @@ impl Connection {
     fn __repr__(&self) -> String {
         format!("<shmpool Connection {} alive={}>", self.inner.protocol(), self.inner.is_alive())
     }
+}
+
+/// Fills `view` (Python's request) with a read-only view of the `len` bytes at `ptr`, which
+/// `owner` keeps alive.
+///
+/// # Safety
+/// `view` must be null or point to a `Py_buffer` to fill; `ptr..ptr+len` must stay valid as long
+/// as `owner` lives.
+unsafe fn read_only_view(
+    owner: Bound<'_, PyAny>,
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+    ptr: usize,
+    len: usize,
+) -> PyResult<()> {
+    if view.is_null() {
+        return Err(PyBufferError::new_err("NULL Py_buffer"));
+    }
+    if flags & ffi::PyBUF_WRITABLE != 0 {
+        return Err(PyBufferError::new_err("received shmpool buffers are read-only"));
+    }
+    // SAFETY: as this function's contract says; the view owns `owner`.
+    unsafe { fill_view(view, flags, owner, ptr, len, true) };
+    Ok(())
 }
 
 /// Bytes of this side's pool that the peer sent back without a copy (read-only buffer protocol).
@@ -311,23 +371,48 @@ impl LentBuffer {
 
     /// Buffer protocol: a read-only 1-D view of the bytes.
     unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
-        if view.is_null() {
-            return Err(PyBufferError::new_err("NULL Py_buffer"));
-        }
-        if flags & ffi::PyBUF_WRITABLE != 0 {
-            return Err(PyBufferError::new_err("received shmpool buffers are read-only"));
-        }
         let (ptr, len) = (slf.get().payload.as_ptr() as usize, slf.get().payload.len());
-        // SAFETY: `view` is Python's request; the bytes live as long as this object, which the
-        // view owns.
-        unsafe { fill_view(view, flags, slf.into_any(), ptr, len, true) };
-        Ok(())
+        // SAFETY: `view` is Python's request; `slf` keeps the bytes.
+        unsafe { read_only_view(slf.into_any(), view, flags, ptr, len) }
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
 
     fn __len__(&self) -> usize {
         self.payload.len()
+    }
+}
+
+/// Bytes that came on the socket (read-only buffer protocol), handed over without a copy; their
+/// memory is reused for later messages once every view is gone.
+#[pyclass(frozen, module = "shmpool._shmpool")]
+pub struct SocketBuffer {
+    payload: Payload,
+}
+
+#[pymethods]
+impl SocketBuffer {
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Buffer protocol: a read-only 1-D view of the bytes.
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        let (ptr, len) = (slf.get().payload.as_ptr() as usize, slf.get().payload.len());
+        // SAFETY: `view` is Python's request; `slf` keeps the bytes.
+        unsafe { read_only_view(slf.into_any(), view, flags, ptr, len) }
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// The bytes as `bytes` (a copy).
+    fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.payload)
     }
 }
 
@@ -366,8 +451,11 @@ impl SlotBuffer {
 }
 
 /// A worker's connection to the host that started it (address and secret from the environment).
+/// `slot_size` and `max_slot_size` as for `Listener`.
 #[pyfunction]
-#[pyo3(signature = (protocols=None, directory=None, *, heartbeat=None, missed_heartbeats=None, timeout=None))]
+#[pyo3(signature = (protocols=None, directory=None, *, heartbeat=None, missed_heartbeats=None, timeout=None,
+                    slot_size=None, max_slot_size=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn connect_env(
     py: Python<'_>,
     protocols: Option<&str>,
@@ -375,8 +463,11 @@ pub fn connect_env(
     heartbeat: Option<f64>,
     missed_heartbeats: Option<u32>,
     timeout: Option<f64>,
+    slot_size: Option<u64>,
+    max_slot_size: Option<u64>,
 ) -> PyResult<Connection> {
-    let c = config(protocols, directory, heartbeat, missed_heartbeats, None, None, None, timeout)?;
+    let sizes = (slot_size, max_slot_size);
+    let c = config(protocols, directory, heartbeat, missed_heartbeats, None, sizes, None, timeout)?;
     let conn = py.detach(|| proto::connect_env(&c)).map_err(to_py)?;
     Ok(Connection { inner: Arc::new(conn) })
 }
@@ -413,6 +504,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Connection>()?;
     m.add_class::<ConnectionOptions>()?;
     m.add_class::<LentBuffer>()?;
+    m.add_class::<SocketBuffer>()?;
     m.add_class::<SlotBuffer>()?;
     m.add_function(wrap_pyfunction!(connect_env, m)?)?;
     m.add_function(wrap_pyfunction!(worker_command, m)?)?;

@@ -71,3 +71,23 @@ class Counter:
     def add(self, n=1):
         self.value += n
         return self.value
+
+    @staticmethod
+    def static_pid():
+        return os.getpid()
+
+    @classmethod
+    def class_name(cls):
+        return cls.__name__, os.getpid()
+
+
+def received_in_pool(array):
+    """Whether the worker got `array` as a view of a pool slot (no copy), and its length."""
+    from shmpool.rpc import in_pool
+
+    return in_pool(array), len(array)
+
+
+def fresh(nbytes, value):
+    """A new array (not a view of anything received): the worker's own pools must carry it."""
+    return np.full(nbytes, value, dtype=np.uint8)

@@ -65,6 +65,10 @@ def test_echo_numpy_arrays(worker):
 
 def test_arrays_allocated_in_a_slot_travel_without_copies(worker):
     shm = worker.protocol == "shm"
+    if not shm:
+        with pytest.raises(shmpool.Unsupported):  # never an ordinary array in disguise
+            worker.empty((512, 512), np.float32)
+        return
     a = worker.empty((512, 512), np.float32)
     a[:] = np.arange(512 * 512, dtype=np.float32).reshape(512, 512)
     assert rpc.in_pool(a) == shm
@@ -113,6 +117,26 @@ def test_generators_stream_and_close_on_break(worker):
     closed = worker.call("rpc_targets:closed_generators")
     assert len(closed) == before + 1 and closed[-1] == 1000
     assert worker.stats()["iterators"] == 0
+
+
+def test_a_dropped_generator_is_closed_in_the_worker_even_if_never_iterated(worker):
+    before = len(worker.call("rpc_targets:closed_generators"))
+    it = worker.call("rpc_targets:count", 777)
+    assert worker.stats()["iterators"] == 1
+    del it
+    gc.collect()
+    # The close travels with the next request.
+    assert worker.call("rpc_targets:closed_generators")[before:] == [777]
+    assert worker.stats()["iterators"] == 0
+    it = worker.call("rpc_targets:count", 778)
+    it.close()
+    assert worker.call("rpc_targets:closed_generators")[before:] == [777, 778]
+
+
+def test_static_and_class_methods_through_a_proxy_run_in_the_worker(worker):
+    counter = worker.instance("rpc_targets:Counter", 1)
+    assert counter.static_pid() == worker.process.pid != os.getpid()
+    assert counter.class_name() == ("Counter", worker.process.pid)
 
 
 def test_instance_proxies_and_collection(worker):

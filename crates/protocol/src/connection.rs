@@ -1,14 +1,17 @@
 //! [`Connection`]: send and receive messages once the handshake is done.
 //!
-//! Sending takes the writer lock, publishes the buffers that go through the pool (in frame order),
-//! then writes the frame. A reader thread per connection decodes frames, takes the named slots,
-//! answers idleness with heartbeats and queues messages for [`Connection::recv`].
+//! Sending takes and fills the slots of the buffers that go through the pools first, then, under
+//! the writer lock, publishes them (in frame order) and writes the frame. A reader thread per
+//! connection decodes frames, takes the named slots, answers idleness with heartbeats and queues
+//! messages for [`Connection::recv`].
 
-use super::frame::{io_failure, read_frame, write_frame, Kind, Received, Wire};
+use super::frame::{io_failure, read_frame_into, write_frame, Kind, Received, Wire};
 use super::handshake::{Negotiated, Options, Protocol};
 use super::heartbeat::{Liveness, Watched};
-use super::lending::{LendableSlot, Lending, LentView, PoolSide, OWN_POOL};
+use super::lending::{release_code, LendableSlot, Lending, LentView, PoolSide, OWN_POOL};
+use super::recycle::{InlineBuf, Recycler};
 use super::shm::{self, ShmRx, ShmTx};
+use super::stats::{ConnStats, Counters};
 use super::stream::Stream;
 use crate::{Error, Result};
 use shmpool::{Pool, ReadBuf, WriteBuf};
@@ -29,7 +32,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A received buffer: bytes that came on the socket, or a view of a pool slot that stays valid
 /// (and keeps the slot) until it is dropped.
 pub enum Payload {
-    Inline(Vec<u8>),
+    /// Bytes that came on the socket (their memory is reused for later messages once dropped).
+    Inline(InlineBuf),
     /// A slot of the peer's pool.
     Shared(Arc<ReadBuf>),
     /// Bytes of a slot the peer keeps for this side, sent without a copy (see [`LentView`]).
@@ -83,14 +87,15 @@ pub struct AllocBuf {
 }
 
 enum Store {
-    Slot(WriteBuf),
+    /// A slot of the pool generation given.
+    Slot(u8, WriteBuf),
     Heap(Vec<u8>),
 }
 
 impl AllocBuf {
     /// Whether the buffer is a pool slot.
     pub fn is_shared(&self) -> bool {
-        matches!(self.store, Store::Slot(_))
+        matches!(self.store, Store::Slot(..))
     }
 
     /// Shortens the buffer to `len` bytes.
@@ -104,7 +109,7 @@ impl Deref for AllocBuf {
 
     fn deref(&self) -> &[u8] {
         match &self.store {
-            Store::Slot(w) => &w[..self.len],
+            Store::Slot(_, w) => &w[..self.len],
             Store::Heap(v) => &v[..self.len],
         }
     }
@@ -113,7 +118,7 @@ impl Deref for AllocBuf {
 impl DerefMut for AllocBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         match &mut self.store {
-            Store::Slot(w) => &mut w[..self.len],
+            Store::Slot(_, w) => &mut w[..self.len],
             Store::Heap(v) => &mut v[..self.len],
         }
     }
@@ -146,6 +151,15 @@ impl SendBuf<'_> {
     }
 }
 
+/// Where one buffer of a message goes, decided before the writer lock is taken.
+enum Placed {
+    Socket,
+    /// A filled slot of the pool generation given, to publish with its first `usize` bytes.
+    Slot(u8, WriteBuf, usize),
+    /// Bytes in a slot already held on one side: the reference to send.
+    Held(Wire<'static>),
+}
+
 /// A full-duplex message connection between a host and a worker. `Send + Sync`: one thread may
 /// block in [`recv`](Self::recv) while others send.
 pub struct Connection {
@@ -167,6 +181,7 @@ struct Shared {
     failure: Mutex<Option<String>>,
     /// Slots held here that can be lent to the peer, and those lent.
     lending: Lending,
+    counters: Counters,
 }
 
 impl Shared {
@@ -210,10 +225,11 @@ impl Shared {
         Ok(true)
     }
 
-    /// A free slot of `tx`: now, or, when the peer was just told of dropped views (which may be
-    /// what holds the slots), within [`RELEASE_WAIT`].
-    fn take_slot(&self, tx: &ShmTx, just_released: bool) -> Option<WriteBuf> {
-        tx.try_take().or_else(|| if just_released { tx.take_within(RELEASE_WAIT) } else { None })
+    /// A free slot of `tx` for `len` bytes and its generation: now, or, when the peer was just told
+    /// of dropped views (which may be what holds the slots), within [`RELEASE_WAIT`]; else from a
+    /// new, larger pool. `None` past the maximum slot size or the pools' budget.
+    fn take_slot(&self, tx: &ShmTx, len: usize, just_released: bool) -> Result<Option<(u8, WriteBuf)>> {
+        tx.take(len, just_released.then_some(RELEASE_WAIT))
     }
 }
 
@@ -238,6 +254,7 @@ impl Connection {
             protocol: n.protocol,
             failure: Mutex::new(None),
             lending: Lending::new(),
+            counters: Counters::default(),
         });
         shared.live.received();
         shared.live.sent();
@@ -261,30 +278,46 @@ impl Connection {
     }
 
     /// A buffer of `len` bytes to fill and pass to [`send`](Self::send): a pool slot when the
-    /// connection is on `shm` and `len` fits one (and a slot is free), else process memory.
+    /// connection is on `shm` and `len` is within the maximum slot size (the pools grow for it),
+    /// else process memory.
     pub fn alloc(&self, len: usize) -> Result<AllocBuf> {
         if !self.is_alive() {
             // The peer's holds may have been swept: its slots must not be reused under our views.
             return Err(self.shared.ended());
         }
         if let Some(tx) = &self.shared.tx {
-            if len as u64 >= self.shared.options.inline_threshold && len <= tx.slot_size() {
-                if let Some(w) = self.shared.take_slot(tx, self.release_now()) {
-                    return Ok(AllocBuf { conn: self.shared.id, len, store: Store::Slot(w) });
+            if len as u64 >= self.shared.options.inline_threshold {
+                if let Some((gen, w)) = self.shared.take_slot(tx, len, self.release_now())? {
+                    return Ok(AllocBuf { conn: self.shared.id, len, store: Store::Slot(gen, w) });
                 }
             }
         }
         Ok(AllocBuf { conn: self.shared.id, len, store: Store::Heap(vec![0; len]) })
     }
 
-    /// A slot of this side's pool kept for lending (see [`LendableSlot`]): `None` unless the
-    /// connection is on `shm`, `len` fits a slot and one is free.
-    pub fn alloc_lendable(&self, len: usize) -> Option<LendableSlot> {
-        let tx = self.shared.tx.as_ref().filter(|_| self.is_alive())?;
-        if len > tx.slot_size() {
-            return None;
+    /// A slot of this side's pools kept for lending (see [`LendableSlot`]); the pools grow for it.
+    /// Fails with [`Error::Unsupported`] unless the connection is on `shm`, with
+    /// [`Error::InvalidArgument`] past the negotiated maximum slot size, and with
+    /// [`Error::Pool`]`(Timeout)` when every slot is held and the pools may not grow further.
+    pub fn alloc_lendable(&self, len: usize) -> Result<LendableSlot> {
+        if !self.is_alive() {
+            return Err(self.shared.ended());
         }
-        Some(LendableSlot::new(self.shared.take_slot(tx, self.release_now())?, len, &self.shared.lending))
+        let tx = self.shared.tx.as_ref().ok_or(Error::Unsupported("the connection is not on shm"))?;
+        if len as u64 > self.shared.options.max_slot_size {
+            return Err(Error::invalid(format!(
+                "{len} bytes exceed the negotiated maximum slot size of {} bytes",
+                self.shared.options.max_slot_size
+            )));
+        }
+        let (gen, w) =
+            self.shared.take_slot(tx, len, self.release_now())?.ok_or(Error::Pool(shmpool::Error::Timeout))?;
+        Ok(LendableSlot::new(gen, w, len, &self.shared.lending))
+    }
+
+    /// What went where: buffers through the pools and on the socket, and the pools' growth.
+    pub fn stats(&self) -> ConnStats {
+        self.shared.counters.snapshot(&self.shared.options, self.shared.tx.as_ref().map(|t| t.set.stats()))
     }
 
     /// Sends pending releases now; returns whether there were any.
@@ -309,17 +342,29 @@ impl Connection {
         if total > o.max_message {
             return Err(Error::invalid(format!("message of {total} bytes exceeds the limit of {}", o.max_message)));
         }
-        let mut w = lock(&self.shared.writer);
-        if lock(&self.shared.failure).is_some() {
+        if !self.is_alive() {
             return Err(self.shared.ended());
         }
         let mut buffers = buffers;
-        // Once a slot is published, its frame must follow: any failure from here on ends the
-        // connection (the peer's pool and the socket would disagree otherwise).
-        let result = self.shared.flush_releases(&mut w).and_then(|released| {
-            let slots = self.place_in_pool(&mut buffers, released)?;
-            let wires: Vec<Wire<'_>> =
-                buffers.iter().zip(slots).map(|(b, slot)| slot.unwrap_or_else(|| Wire::Inline(b.bytes()))).collect();
+        // Slots are taken and filled before the writer lock (growing a pool or copying a large
+        // buffer must not hold up heartbeats or other senders) and published under it, in frame
+        // order. Once a slot is published, its frame must follow: any failure from here on ends
+        // the connection (the peer's pools and the socket would disagree otherwise).
+        let released = self.release_now();
+        let result = self.stage(&mut buffers, released).and_then(|placed| {
+            let mut w = lock(&self.shared.writer);
+            if lock(&self.shared.failure).is_some() {
+                return Err(self.shared.ended());
+            }
+            self.shared.flush_releases(&mut w)?;
+            let mut wires = Vec::with_capacity(placed.len());
+            for (b, p) in buffers.iter().zip(placed) {
+                wires.push(match p {
+                    Placed::Socket => Wire::Inline(b.bytes()),
+                    Placed::Slot(gen, slot, len) => ShmTx::publish(gen, slot, len)?,
+                    Placed::Held(wire) => wire,
+                });
+            }
             write_frame(&mut *w, Kind::Message, header, &wires)
         });
         match result {
@@ -338,38 +383,47 @@ impl Connection {
         }
     }
 
-    /// Publishes, in order, the buffers that travel through the pool; `None` for those that go inline.
-    fn place_in_pool(&self, buffers: &mut [SendBuf<'_>], released: bool) -> Result<Vec<Option<Wire<'static>>>> {
+    /// Decides where each buffer goes: a filled slot (taken, copied into, not yet published), a
+    /// slot already held (lent), or the socket.
+    fn stage(&self, buffers: &mut [SendBuf<'_>], released: bool) -> Result<Vec<Placed>> {
         let threshold = self.shared.options.inline_threshold;
+        let counters = &self.shared.counters;
         let mut out = Vec::with_capacity(buffers.len());
         for b in buffers.iter_mut() {
             let len = b.bytes().len();
-            let Some(tx) = self.shared.tx.as_ref().filter(|_| len as u64 >= threshold) else {
-                out.push(None);
+            let Some(tx) = self.shared.tx.as_ref() else {
+                counters.socket(len, false);
+                out.push(Placed::Socket);
                 continue;
             };
-            let wire = match b {
+            // Bytes already in a held slot are lent whatever their size (no copy either way);
+            // others below the threshold are cheaper on the socket.
+            let placed = match b {
                 SendBuf::Alloc(a) if a.conn == self.shared.id && a.is_shared() => {
-                    let Store::Slot(w) = std::mem::replace(&mut a.store, Store::Heap(Vec::new())) else {
+                    let Store::Slot(gen, w) = std::mem::replace(&mut a.store, Store::Heap(Vec::new())) else {
                         unreachable!("checked above")
                     };
-                    let wire = ShmTx::publish(w, len)?;
                     a.len = 0;
-                    Some(wire)
+                    Placed::Slot(gen, w, len)
                 }
                 b => match self.shared.lending.lend(b.bytes()) {
-                    Some(wire) => Some(wire),
-                    None if len <= tx.slot_size() => match self.shared.take_slot(tx, released) {
-                        Some(mut w) => {
+                    Some(wire) => Placed::Held(wire),
+                    None if (len as u64) < threshold => Placed::Socket,
+                    None => match self.shared.take_slot(tx, len, released)? {
+                        Some((gen, mut w)) => {
                             w[..len].copy_from_slice(b.bytes());
-                            Some(ShmTx::publish(w, len)?)
+                            Placed::Slot(gen, w, len)
                         }
-                        None => None,
+                        None => Placed::Socket,
                     },
-                    None => None,
                 },
             };
-            out.push(wire);
+            match placed {
+                // Past the maximum slot size or the pools' budget: on the socket, counted.
+                Placed::Socket => counters.socket(len, len as u64 >= threshold),
+                _ => counters.shm(len),
+            }
+            out.push(placed);
         }
         Ok(out)
     }
@@ -419,12 +473,20 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// A view of bytes the peer lent: in `pool`, which is this side's own (`Own`) or the peer's.
-/// The view is registered, so that it can be lent on in turn.
-fn lent_view(shared: &Shared, pool: &Pool, side: PoolSide, slot: u32, offset: u64, len: u64) -> Result<Arc<LentView>> {
+/// A view of bytes the peer lent: in slot `at = (gen, slot)` of `pool`, which is this side's own
+/// (`Own`) or the peer's. The view is registered, so that it can be lent on in turn.
+fn lent_view(
+    shared: &Shared,
+    pool: &Pool,
+    side: PoolSide,
+    at: (u8, u32),
+    offset: u64,
+    len: u64,
+) -> Result<Arc<LentView>> {
+    let (gen, slot) = at;
     let (base, ptr) = shm::region(pool, slot, offset, len)?;
     // The lender's view of the slot is the other way round: our own pool is its peer's.
-    let code = if side == PoolSide::Peer { slot | OWN_POOL } else { slot };
+    let code = release_code(gen, slot) | if side == PoolSide::Peer { OWN_POOL } else { 0 };
     let view = Arc::new(LentView {
         _pool: pool.clone(),
         ptr,
@@ -432,16 +494,18 @@ fn lent_view(shared: &Shared, pool: &Pool, side: PoolSide, slot: u32, offset: u6
         code,
         releases: shared.lending.releases.clone(),
     });
-    shared.lending.register(&view, side, slot, base, &view);
+    shared.lending.register(&view, (side, gen, slot), base, &view);
     Ok(view)
 }
 
 /// The reader thread: frames in, messages out, until the socket fails.
-fn read_loop(shared: &Shared, stream: Stream, mut rx: Option<ShmRx>, out: &Sender<Result<Message>>) {
+fn read_loop(shared: &Shared, stream: Stream, rx: Option<ShmRx>, out: &Sender<Result<Message>>) {
     let limits = shared.options.limits();
+    let recycler = Arc::new(Recycler::default());
+    let mut take = |len| recycler.take(len);
     let mut reader = Watched { stream, live: &shared.live, tick: |due| shared.tick(due) };
     let err = loop {
-        let frame = match read_frame(&mut reader, &limits) {
+        let frame = match read_frame_into(&mut reader, &limits, &mut take) {
             Ok(f) => f,
             Err(e) => break e,
         };
@@ -450,7 +514,12 @@ fn read_loop(shared: &Shared, stream: Stream, mut rx: Option<ShmRx>, out: &Sende
             Kind::Goodbye => break Error::Disconnected("the peer closed the connection".into()),
             Kind::Control => break Error::Protocol("a handshake record after the handshake".into()),
             Kind::Release => match shared.lending.released(&frame.header) {
-                Ok(()) => continue,
+                Ok(()) => {
+                    // Ending loans may have dropped views of the peer's slots: say so now, so that
+                    // its slots come back without waiting for the next message or heartbeat.
+                    shared.tick(false);
+                    continue;
+                }
                 Err(e) => break e,
             },
             Kind::Message => {}
@@ -458,12 +527,12 @@ fn read_loop(shared: &Shared, stream: Stream, mut rx: Option<ShmRx>, out: &Sende
         let mut buffers = Vec::with_capacity(frame.buffers.len());
         let mut bad = None;
         for b in frame.buffers {
-            match (b, rx.as_mut()) {
-                (Received::Inline(v), _) => buffers.push(Payload::Inline(v)),
-                (Received::Slot { slot, len, seq }, Some(rx)) => match rx.take(slot, len, seq) {
+            match (b, rx.as_ref()) {
+                (Received::Inline(v), _) => buffers.push(Payload::Inline(InlineBuf::new(v, &recycler))),
+                (Received::Slot { gen, slot, len, seq }, Some(rx)) => match rx.take(gen, slot, len, seq) {
                     Ok(buf) => {
                         let buf = Arc::new(buf);
-                        shared.lending.register(&buf, PoolSide::Peer, slot, buf.as_ptr(), &buf);
+                        shared.lending.register(&buf, (PoolSide::Peer, gen, slot), buf.as_ptr(), &buf);
                         buffers.push(Payload::Shared(buf));
                     }
                     Err(e) => {
@@ -471,10 +540,14 @@ fn read_loop(shared: &Shared, stream: Stream, mut rx: Option<ShmRx>, out: &Sende
                         break;
                     }
                 },
-                (Received::Lent { slot, offset, len }, Some(_)) => {
-                    // A slot of our own pool, held by the peer.
-                    let pool = &shared.tx.as_ref().expect("pools come in pairs").pool;
-                    match lent_view(shared, pool, PoolSide::Own, slot, offset, len) {
+                (Received::Lent { gen, slot, offset, len }, Some(_)) => {
+                    // A slot of our own pools, held by the peer.
+                    let set = &shared.tx.as_ref().expect("pools come in pairs").set;
+                    let view = set
+                        .pool(gen)
+                        .ok_or_else(|| Error::Protocol(format!("a lent buffer names pool {gen}, which is gone")))
+                        .and_then(|pool| lent_view(shared, &pool, PoolSide::Own, (gen, slot), offset, len));
+                    match view {
                         Ok(view) => buffers.push(Payload::Lent(view)),
                         Err(e) => {
                             bad = Some(e);
@@ -482,9 +555,14 @@ fn read_loop(shared: &Shared, stream: Stream, mut rx: Option<ShmRx>, out: &Sende
                         }
                     }
                 }
-                (Received::Held { slot, offset, len }, Some(rx)) => {
-                    // A slot of the peer's pool that it keeps for us.
-                    match lent_view(shared, &rx.pool, PoolSide::Peer, slot, offset, len) {
+                (Received::Held { gen, slot, offset, len }, Some(rx)) => {
+                    // A slot of the peer's pools that it keeps for us.
+                    let view = rx
+                        .follower
+                        .pool(gen)
+                        .map_err(|e| Error::Protocol(format!("a held buffer names pool {gen}: {e}")))
+                        .and_then(|pool| lent_view(shared, &pool, PoolSide::Peer, (gen, slot), offset, len));
+                    match view {
                         Ok(view) => buffers.push(Payload::Lent(view)),
                         Err(e) => {
                             bad = Some(e);
@@ -555,7 +633,10 @@ mod tests {
         expect_protocol_error(&encode(Kind::Message, &[0; 101], &[]), "header too large");
         expect_protocol_error(&encode(Kind::Message, b"", &[Wire::Inline(&[0; 1001])]), "message too large");
         expect_protocol_error(&encode(Kind::Message, b"", &[Wire::Inline(b""); 5]), "too many buffers");
-        expect_protocol_error(&encode(Kind::Message, b"", &[Wire::Slot { slot: 0, len: 1, seq: 1 }]), "no pools");
+        expect_protocol_error(
+            &encode(Kind::Message, b"", &[Wire::Slot { gen: 0, slot: 0, len: 1, seq: 1 }]),
+            "no pools",
+        );
         expect_protocol_error(&encode(Kind::Control, b"{}", &[]), "late handshake");
         // Truncated: the peer ends the stream inside a frame.
         let (conn, mut peer) = pair(small());

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! prelude   16 B  magic 0xB5 | kind u8 | 0 u8 | 0 u8 | header_len u32 | nbufs u32 | 0 u32
-//! desc      24 B  per buffer: where u8 | 0 u8 ×3 | slot u32 | len u64 | seq-or-offset u64
+//! desc      24 B  per buffer: where u8 | gen u8 | 0 u8 ×2 | slot u32 | len u64 | seq-or-offset u64
+//!                 gen: the generation of the pool set the slot is in (see `shmpool::PoolSet`;
+//!                 0 for inline buffers)
 //!                 where: 0 inline (slot = seq = 0), 1 slot of the sender's pool (seq: its
 //!                 publish sequence number), 2 lent back: bytes at `offset` in a slot of the
 //!                 *receiver's* pool that the sender holds, 3 held: bytes at `offset` in a slot of
@@ -16,12 +18,12 @@
 //! A release frame's header is a list of u32 slot indices: one per lent buffer the receiver
 //! dropped.
 //!
-//! Every length is checked against [`Limits`] before anything is allocated, and inline data grows
-//! as it arrives, so a lying prelude cannot make the reader allocate more than the bytes it got.
+//! Every length is checked against [`Limits`] before anything is allocated; an inline buffer is
+//! then allocated once at its declared length (at most `max_message`), never grown by doubling.
 //! Anything malformed is an [`Error::Protocol`]; the end of the stream is [`Error::Disconnected`].
 
 use crate::{Error, Result};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 const MAGIC: u8 = 0xB5;
 const PRELUDE: usize = 16;
@@ -80,21 +82,22 @@ impl Limits {
 pub enum Wire<'a> {
     /// On the socket, after the header.
     Inline(&'a [u8]),
-    /// In slot `slot` of the sender's pool, published with sequence number `seq`.
-    Slot { slot: u32, len: u64, seq: u64 },
-    /// At `offset` in slot `slot` of the receiver's pool, which the sender holds.
-    Lent { slot: u32, offset: u64, len: u64 },
-    /// At `offset` in slot `slot` of the sender's own pool, which it keeps for the receiver.
-    Held { slot: u32, offset: u64, len: u64 },
+    /// In slot `slot` of generation `gen` of the sender's pools, published with sequence number `seq`.
+    Slot { gen: u8, slot: u32, len: u64, seq: u64 },
+    /// At `offset` in slot `slot` of generation `gen` of the receiver's pools, which the sender holds.
+    Lent { gen: u8, slot: u32, offset: u64, len: u64 },
+    /// At `offset` in slot `slot` of generation `gen` of the sender's own pools, which it keeps for
+    /// the receiver.
+    Held { gen: u8, slot: u32, offset: u64, len: u64 },
 }
 
 /// A decoded buffer: inline bytes, or a reference to a slot for the receiver to take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     Inline(Vec<u8>),
-    Slot { slot: u32, len: u64, seq: u64 },
-    Lent { slot: u32, offset: u64, len: u64 },
-    Held { slot: u32, offset: u64, len: u64 },
+    Slot { gen: u8, slot: u32, len: u64, seq: u64 },
+    Lent { gen: u8, slot: u32, offset: u64, len: u64 },
+    Held { gen: u8, slot: u32, offset: u64, len: u64 },
 }
 
 /// A descriptor read, its inline bytes not yet.
@@ -148,6 +151,12 @@ pub(crate) fn io_failure(e: io::Error) -> Error {
 
 /// Reads one frame from `r`, checking it against `limits`.
 pub fn read_frame(r: &mut impl Read, limits: &Limits) -> Result<Frame> {
+    read_frame_into(r, limits, &mut |len| vec![0; len])
+}
+
+/// Reads one frame from `r`, checking it against `limits`; inline data goes into buffers from
+/// `take(len)`, which returns `len` bytes to overwrite (e.g. memory kept from earlier messages).
+pub fn read_frame_into(r: &mut impl Read, limits: &Limits, take: &mut dyn FnMut(usize) -> Vec<u8>) -> Result<Frame> {
     let mut prelude = [0u8; PRELUDE];
     read_full(r, &mut prelude, true)?;
     if prelude[0] != MAGIC {
@@ -179,20 +188,20 @@ pub fn read_frame(r: &mut impl Read, limits: &Limits) -> Result<Frame> {
     let mut raw = [0u8; DESC];
     for _ in 0..nbufs {
         read_full(r, &mut raw, false)?;
-        if raw[1..4] != [0, 0, 0] {
+        if raw[2..4] != [0, 0] {
             return Err(malformed("reserved descriptor bytes are not zero"));
         }
-        let (slot, len, seq) = (u32_at(&raw, 4), u64_at(&raw, 8), u64_at(&raw, 16));
+        let (gen, slot, len, seq) = (raw[1], u32_at(&raw, 4), u64_at(&raw, 8), u64_at(&raw, 16));
         total = total
             .checked_add(len)
             .filter(|t| *t <= limits.max_message)
             .ok_or_else(|| Error::Protocol(format!("message larger than the limit of {} bytes", limits.max_message)))?;
         descs.push(match raw[0] {
-            0 if slot == 0 && seq == 0 => Pending::Inline(len),
+            0 if gen == 0 && slot == 0 && seq == 0 => Pending::Inline(len),
             0 => return Err(malformed("inline buffer with a slot reference")),
-            1 => Pending::Slot(Received::Slot { slot, len, seq }),
-            2 => Pending::Slot(Received::Lent { slot, offset: seq, len }),
-            3 => Pending::Slot(Received::Held { slot, offset: seq, len }),
+            1 => Pending::Slot(Received::Slot { gen, slot, len, seq }),
+            2 => Pending::Slot(Received::Lent { gen, slot, offset: seq, len }),
+            3 => Pending::Slot(Received::Held { gen, slot, offset: seq, len }),
             other => return Err(malformed(format!("unknown buffer location {other}"))),
         });
     }
@@ -201,33 +210,35 @@ pub fn read_frame(r: &mut impl Read, limits: &Limits) -> Result<Frame> {
     let mut buffers = Vec::with_capacity(descs.len());
     for desc in descs {
         buffers.push(match desc {
-            Pending::Inline(len) => Received::Inline(read_chunks(r, len)?),
+            Pending::Inline(len) => Received::Inline(read_chunks(r, len, take)?),
             Pending::Slot(s) => s,
         });
     }
     Ok(Frame { kind, header, buffers })
 }
 
-/// Reads `len` bytes of inline data sent in chunks.
-fn read_chunks(r: &mut impl Read, len: u64) -> Result<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut left = len;
+/// Reads `len` bytes of inline data sent in chunks (`len` was checked against the limits).
+fn read_chunks(r: &mut impl Read, len: u64, take: &mut dyn FnMut(usize) -> Vec<u8>) -> Result<Vec<u8>> {
+    let len = usize::try_from(len).map_err(|_| malformed("an inline buffer larger than memory"))?;
+    let mut data = take(len);
+    let mut at = 0;
     let mut prefix = [0u8; 4];
-    while left > 0 {
+    while at < len {
         read_full(r, &mut prefix, false)?;
-        let chunk = u32::from_le_bytes(prefix) as u64;
-        if chunk == 0 || chunk > MAX_CHUNK as u64 || chunk > left {
+        let chunk = u32::from_le_bytes(prefix) as usize;
+        let left = len - at;
+        if chunk == 0 || chunk > MAX_CHUNK || chunk > left {
             return Err(malformed(format!("chunk of {chunk} bytes with {left} bytes left")));
         }
-        let at = data.len();
-        data.resize(at + chunk as usize, 0);
-        read_full(r, &mut data[at..], false)?;
-        left -= chunk;
+        read_full(r, &mut data[at..at + chunk], false)?;
+        at += chunk;
     }
     Ok(data)
 }
 
-/// Writes one frame. Small inline buffers go out with the header in one write.
+/// Writes one frame in as few system calls as the kernel allows: the header, small inline
+/// buffers and chunk prefixes are gathered in one block, large chunks are written from where they
+/// lie, all through vectored writes (no tiny packet per chunk prefix on TCP).
 pub fn write_frame(w: &mut impl Write, kind: Kind, header: &[u8], buffers: &[Wire<'_>]) -> Result<()> {
     let too_big = || Error::invalid("frame header or buffer count over 4 GiB");
     let mut head = Vec::with_capacity(PRELUDE + DESC * buffers.len() + header.len());
@@ -236,18 +247,21 @@ pub fn write_frame(w: &mut impl Write, kind: Kind, header: &[u8], buffers: &[Wir
     head.extend_from_slice(&u32::try_from(buffers.len()).map_err(|_| too_big())?.to_le_bytes());
     head.extend_from_slice(&0u32.to_le_bytes());
     for b in buffers {
-        let (where_, slot, len, seq) = match b {
-            Wire::Inline(data) => (0u8, 0u32, data.len() as u64, 0u64),
-            Wire::Slot { slot, len, seq } => (1, *slot, *len, *seq),
-            Wire::Lent { slot, offset, len } => (2, *slot, *len, *offset),
-            Wire::Held { slot, offset, len } => (3, *slot, *len, *offset),
+        let (where_, gen, slot, len, seq) = match *b {
+            Wire::Inline(data) => (0u8, 0u8, 0u32, data.len() as u64, 0u64),
+            Wire::Slot { gen, slot, len, seq } => (1, gen, slot, len, seq),
+            Wire::Lent { gen, slot, offset, len } => (2, gen, slot, len, offset),
+            Wire::Held { gen, slot, offset, len } => (3, gen, slot, len, offset),
         };
-        head.extend_from_slice(&[where_, 0, 0, 0]);
+        head.extend_from_slice(&[where_, gen, 0, 0]);
         head.extend_from_slice(&slot.to_le_bytes());
         head.extend_from_slice(&len.to_le_bytes());
         head.extend_from_slice(&seq.to_le_bytes());
     }
     head.extend_from_slice(header);
+    // The frame as pieces: ranges of `head`, or large chunks written from the caller's memory.
+    let mut pieces: Vec<Piece<'_>> = Vec::new();
+    let mut from = 0;
     for b in buffers {
         let Wire::Inline(data) = b else { continue };
         for chunk in data.chunks(MAX_CHUNK) {
@@ -255,14 +269,42 @@ pub fn write_frame(w: &mut impl Write, kind: Kind, header: &[u8], buffers: &[Wir
             if chunk.len() <= COALESCE {
                 head.extend_from_slice(chunk);
             } else {
-                w.write_all(&head).map_err(io_failure)?;
-                head.clear();
-                w.write_all(chunk).map_err(io_failure)?;
+                pieces.push(Piece::Head(from..head.len()));
+                pieces.push(Piece::Data(chunk));
+                from = head.len();
             }
         }
     }
-    w.write_all(&head).map_err(io_failure)?;
+    pieces.push(Piece::Head(from..head.len()));
+    let mut slices: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Head(r) => IoSlice::new(&head[r.clone()]),
+            Piece::Data(d) => IoSlice::new(d),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    write_all_vectored(w, &mut slices).map_err(io_failure)?;
     w.flush().map_err(io_failure)
+}
+
+/// One piece of an outgoing frame.
+enum Piece<'a> {
+    Head(std::ops::Range<usize>),
+    Data(&'a [u8]),
+}
+
+/// Writes every slice, resuming after short writes.
+fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Frame {
@@ -273,9 +315,9 @@ impl Frame {
             .iter()
             .map(|b| match b {
                 Received::Inline(v) => Wire::Inline(v),
-                Received::Slot { slot, len, seq } => Wire::Slot { slot: *slot, len: *len, seq: *seq },
-                Received::Lent { slot, offset, len } => Wire::Lent { slot: *slot, offset: *offset, len: *len },
-                Received::Held { slot, offset, len } => Wire::Held { slot: *slot, offset: *offset, len: *len },
+                &Received::Slot { gen, slot, len, seq } => Wire::Slot { gen, slot, len, seq },
+                &Received::Lent { gen, slot, offset, len } => Wire::Lent { gen, slot, offset, len },
+                &Received::Held { gen, slot, offset, len } => Wire::Held { gen, slot, offset, len },
             })
             .collect();
         encode(self.kind, &self.header, &wires)
@@ -303,22 +345,22 @@ mod tests {
             b"head",
             &[
                 Wire::Inline(b"abc"),
-                Wire::Slot { slot: 3, len: 9, seq: 4 },
+                Wire::Slot { gen: 5, slot: 3, len: 9, seq: 4 },
                 Wire::Inline(&big),
                 Wire::Inline(b""),
-                Wire::Lent { slot: 1, offset: 8, len: 2 },
-                Wire::Held { slot: 2, offset: 0, len: 1 },
+                Wire::Lent { gen: 0, slot: 1, offset: 8, len: 2 },
+                Wire::Held { gen: 255, slot: 2, offset: 0, len: 1 },
             ],
         );
         let f = read_frame(&mut &bytes[..], &LIMITS).unwrap();
         assert_eq!(f.kind, Kind::Message);
         assert_eq!(f.header, b"head");
         assert_eq!(f.buffers[0], Received::Inline(b"abc".to_vec()));
-        assert_eq!(f.buffers[1], Received::Slot { slot: 3, len: 9, seq: 4 });
+        assert_eq!(f.buffers[1], Received::Slot { gen: 5, slot: 3, len: 9, seq: 4 });
         assert_eq!(f.buffers[2], Received::Inline(big));
         assert_eq!(f.buffers[3], Received::Inline(vec![]));
-        assert_eq!(f.buffers[4], Received::Lent { slot: 1, offset: 8, len: 2 });
-        assert_eq!(f.buffers[5], Received::Held { slot: 2, offset: 0, len: 1 });
+        assert_eq!(f.buffers[4], Received::Lent { gen: 0, slot: 1, offset: 8, len: 2 });
+        assert_eq!(f.buffers[5], Received::Held { gen: 255, slot: 2, offset: 0, len: 1 });
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! worker → host   ready        {options}
-//! host → worker   ready_ack    {options = minimum of both}
+//! host → worker   ready_ack    {options negotiated: see `Options::negotiate`}
 //! host → worker   upgrade      {protocol, ...}      for each other protocol, last first
 //! worker → host   upgrade_ack | upgrade_nack {error} (the worker attaches before it answers)
 //! host → worker   upgrade_end  {protocol}           after the first ack, or when none is left
@@ -20,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Version of the wire protocol spoken here.
-pub const VERSION: u32 = 1;
+/// Version of the wire protocol spoken here (2: descriptors name a pool generation).
+pub const VERSION: u32 = 2;
+
+/// The slot size of a connection's first pools when neither side asks for one.
+pub const DEFAULT_SLOT_SIZE: u64 = 16 << 20;
 
 /// A transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +78,7 @@ pub fn parse_protocols(list: &str) -> Result<Vec<Protocol>> {
     }
 }
 
-/// What one side accepts; the connection uses the minimum of both sides for each.
+/// What one side accepts; see [`Options::negotiate`] for how both sides' values combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
     /// Wire protocol version.
@@ -90,8 +93,13 @@ pub struct Options {
     pub inline_threshold: u64,
     /// Slots per direction of the `shm` pools.
     pub slots: u32,
-    /// Bytes per slot of the `shm` pools; larger buffers go on the socket.
+    /// Bytes per slot of the first `shm` pools; 0: no preference ([`DEFAULT_SLOT_SIZE`]). Larger
+    /// buffers make the pools grow, up to `max_slot_size`.
     pub slot_size: u64,
+    /// The largest slot the `shm` pools grow to: buffers up to it travel in shared memory, larger
+    /// ones on the socket (counted in [`ConnStats`](crate::ConnStats)).
+    #[serde(default = "default_max_slot_size")]
+    pub max_slot_size: u64,
     /// Heartbeat interval on an idle connection, in milliseconds.
     pub heartbeat_ms: u64,
     /// The peer is dead after this many intervals without a byte from it.
@@ -107,17 +115,27 @@ impl Default for Options {
             max_header: 64 << 20,
             inline_threshold: 256,
             slots: 8,
-            slot_size: 16 << 20,
+            slot_size: 0,
+            max_slot_size: default_max_slot_size(),
             heartbeat_ms: 1000,
             missed_heartbeats: 3,
         }
     }
 }
 
+fn default_max_slot_size() -> u64 {
+    1 << 30
+}
+
 impl Options {
     /// The minimum of both sides, except the number of missed heartbeats (the maximum, so that the
-    /// more patient side's peer is never declared dead early).
+    /// more patient side's peer is never declared dead early) and the slot size: the larger one
+    /// either side asked for (what one side needs, the other can map), or [`DEFAULT_SLOT_SIZE`],
+    /// within the smaller `max_slot_size` (what both can map).
     pub fn negotiate(&self, other: &Options) -> Options {
+        let max_slot_size = self.max_slot_size.min(other.max_slot_size).max(1);
+        let asked = self.slot_size.max(other.slot_size);
+        let slot_size = if asked == 0 { DEFAULT_SLOT_SIZE } else { asked }.min(max_slot_size);
         Options {
             version: self.version.min(other.version),
             max_message: self.max_message.min(other.max_message),
@@ -125,7 +143,8 @@ impl Options {
             max_header: self.max_header.min(other.max_header),
             inline_threshold: self.inline_threshold.min(other.inline_threshold),
             slots: self.slots.min(other.slots),
-            slot_size: self.slot_size.min(other.slot_size),
+            slot_size,
+            max_slot_size,
             heartbeat_ms: self.heartbeat_ms.min(other.heartbeat_ms).max(1),
             missed_heartbeats: self.missed_heartbeats.max(other.missed_heartbeats).max(1),
         }
@@ -200,7 +219,7 @@ pub(crate) fn host(mut stream: Stream, side: &Side<'_>, started_on: Protocol) ->
         other => return Err(unexpected(&other)),
     };
     let options = side.options.negotiate(&theirs);
-    if options.version < 1 {
+    if options.version < VERSION {
         return Err(Error::Protocol(format!("the worker speaks protocol version {}", theirs.version)));
     }
     send(&mut stream, &Control::ReadyAck { options })?;
@@ -219,7 +238,7 @@ pub(crate) fn host(mut stream: Stream, side: &Side<'_>, started_on: Protocol) ->
                     to_host: Some(names.to_host),
                     socket: None,
                 };
-                (record, Pending::Pools(pair))
+                (record, Pending::Pools(Box::new(pair)))
             }
             Protocol::Unix | Protocol::Tcp => {
                 let (listener, socket) = upgrade_listener(offer, side.directory)?;
@@ -238,7 +257,7 @@ pub(crate) fn host(mut stream: Stream, side: &Side<'_>, started_on: Protocol) ->
         match pending {
             Pending::Pools(pair) => {
                 pair.unlink();
-                pools = Some(pair);
+                pools = Some(*pair);
             }
             Pending::Socket(listener) => {
                 let mut fresh = listener.accept(side.timeout, &mut || Ok(()))?;
@@ -256,7 +275,7 @@ pub(crate) fn host(mut stream: Stream, side: &Side<'_>, started_on: Protocol) ->
 }
 
 enum Pending {
-    Pools(Pair),
+    Pools(Box<Pair>),
     Socket(RawListener),
 }
 
@@ -290,7 +309,7 @@ pub(crate) fn worker(mut stream: Stream, side: &Side<'_>, started_on: Protocol) 
                 } else if protocol == Protocol::Shm {
                     let names =
                         Names { to_worker: to_worker.unwrap_or_default(), to_host: to_host.unwrap_or_default() };
-                    shm::attach(side.directory, &names).map(|pair| shm = Some(pair))
+                    shm::attach(side.directory, &names, &options).map(|pair| shm = Some(pair))
                 } else {
                     let address = match (protocol, socket) {
                         (Protocol::Unix, Some(name)) => Ok(Address::Unix(side.directory.join(name))),
@@ -344,7 +363,20 @@ mod tests {
         let a = Options { max_message: 10, inline_threshold: 512, missed_heartbeats: 2, ..Options::default() };
         let b = Options { max_message: 20, inline_threshold: 256, missed_heartbeats: 5, version: 7, ..a };
         let n = a.negotiate(&b);
-        assert_eq!((n.max_message, n.inline_threshold, n.missed_heartbeats, n.version), (10, 256, 5, 1));
+        assert_eq!((n.max_message, n.inline_threshold, n.missed_heartbeats, n.version), (10, 256, 5, VERSION));
         assert_eq!(n, b.negotiate(&a));
+    }
+
+    #[test]
+    fn slot_size_asked_by_either_side_is_honoured_within_both_maxima() {
+        let d = Options::default();
+        assert_eq!(d.negotiate(&d).slot_size, DEFAULT_SLOT_SIZE);
+        let big = Options { slot_size: 32 << 20, ..d };
+        assert_eq!((big.negotiate(&d).slot_size, d.negotiate(&big).slot_size), (32 << 20, 32 << 20));
+        let small = Options { slot_size: 1 << 20, ..d };
+        assert_eq!(small.negotiate(&d).slot_size, 1 << 20, "a smaller wish is honoured too");
+        let capped = Options { max_slot_size: 8 << 20, ..d };
+        let n = big.negotiate(&capped);
+        assert_eq!((n.slot_size, n.max_slot_size), (8 << 20, 8 << 20));
     }
 }

@@ -8,7 +8,8 @@
 //! [`Wire::Held`]: in the sender's). The receiver's [`LentView`] sends a release when dropped, and
 //! the hold goes when its count reaches zero, so a slot is never reused while anyone views it.
 //!
-//! Releases are u32 slot indices, with [`OWN_POOL`] set when the slot is in the lender's own pool.
+//! Releases are u32 codes: the slot index, the pool generation at [`GEN_SHIFT`], and [`OWN_POOL`]
+//! set when the slot is in the lender's own pools.
 
 use super::frame::Wire;
 use crate::Result;
@@ -19,6 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Release code bit: the slot is in the lender's own pool (it was sent as [`Wire::Held`]).
 pub(crate) const OWN_POOL: u32 = 1 << 31;
+/// Release code: where the generation is (slot indices are below 2^16, `shmpool::MAX_SLOTS`).
+pub(crate) const GEN_SHIFT: u32 = 16;
+
+/// The release code of slot `slot` of generation `gen`.
+pub(crate) fn release_code(gen: u8, slot: u32) -> u32 {
+    (u32::from(gen) << GEN_SHIFT) | (slot & 0xffff)
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -38,6 +46,7 @@ impl<T: Send + Sync> Hold for T {}
 struct Region {
     hold: Weak<dyn Hold>,
     side: PoolSide,
+    gen: u8,
     slot: u32,
     /// Start of the slot's bytes in this process.
     base: usize,
@@ -66,8 +75,10 @@ impl Lending {
         }
     }
 
-    /// Remembers that `hold` keeps `bytes`, in slot `slot` (starting at `base`) of the `side` pool.
-    pub fn register<T: Hold + 'static>(&self, hold: &Arc<T>, side: PoolSide, slot: u32, base: *const u8, bytes: &[u8]) {
+    /// Remembers that `hold` keeps `bytes`, in slot `slot` (starting at `base`) of generation `gen`
+    /// of the `side` pools.
+    pub fn register<T: Hold + 'static>(&self, hold: &Arc<T>, at: (PoolSide, u8, u32), base: *const u8, bytes: &[u8]) {
+        let (side, gen, slot) = at;
         let hold: Arc<dyn Hold> = hold.clone();
         let mut regions = lock(&self.regions);
         regions.retain(|r| r.hold.strong_count() > 0);
@@ -75,6 +86,7 @@ impl Lending {
         regions.push(Region {
             hold: Arc::downgrade(&hold),
             side,
+            gen,
             slot,
             base: base as usize,
             start,
@@ -88,11 +100,12 @@ impl Lending {
         let regions = lock(&self.regions);
         let (region, hold) =
             regions.iter().filter(|r| start >= r.start && end <= r.end).find_map(|r| Some((r, r.hold.upgrade()?)))?;
-        lock(&self.lent).entry((region.side, region.slot)).or_insert_with(|| (hold, 0)).1 += 1;
-        let (slot, offset, len) = (region.slot, (start - region.base) as u64, bytes.len() as u64);
+        let key = (region.side, release_code(region.gen, region.slot));
+        lock(&self.lent).entry(key).or_insert_with(|| (hold, 0)).1 += 1;
+        let (gen, slot, offset, len) = (region.gen, region.slot, (start - region.base) as u64, bytes.len() as u64);
         Some(match region.side {
-            PoolSide::Peer => Wire::Lent { slot, offset, len },
-            PoolSide::Own => Wire::Held { slot, offset, len },
+            PoolSide::Peer => Wire::Lent { gen, slot, offset, len },
+            PoolSide::Own => Wire::Held { gen, slot, offset, len },
         })
     }
 
@@ -104,7 +117,10 @@ impl Lending {
             let side = if code & OWN_POOL != 0 { PoolSide::Own } else { PoolSide::Peer };
             let key = (side, code & !OWN_POOL);
             let entry = lent.get_mut(&key).ok_or_else(|| {
-                crate::Error::Protocol(format!("the peer released slot {} ({side:?}), which was not lent", key.1))
+                crate::Error::Protocol(format!(
+                    "the peer released slot code {:#x} ({side:?}), which was not lent",
+                    key.1
+                ))
             })?;
             entry.1 -= 1;
             if entry.1 == 0 {
@@ -173,13 +189,14 @@ unsafe impl Send for SlotHold {}
 unsafe impl Sync for SlotHold {}
 
 impl LendableSlot {
-    /// Wraps a taken slot; registers it with `lending` as a region of this side's own pool.
-    pub(crate) fn new(mut buf: WriteBuf, len: usize, lending: &Lending) -> LendableSlot {
+    /// Wraps a taken slot of generation `gen`; registers it with `lending` as a region of this
+    /// side's own pools.
+    pub(crate) fn new(gen: u8, mut buf: WriteBuf, len: usize, lending: &Lending) -> LendableSlot {
         let ptr = buf.as_mut_ptr();
         let slot = buf.slot_index() as u32;
         let inner = Arc::new(SlotHold { _buf: buf, ptr, len });
         // SAFETY: `ptr..ptr+len` lies in the slot (`len` <= its capacity, checked by the caller).
-        lending.register(&inner, PoolSide::Own, slot, ptr, unsafe { std::slice::from_raw_parts(ptr, len) });
+        lending.register(&inner, (PoolSide::Own, gen, slot), ptr, unsafe { std::slice::from_raw_parts(ptr, len) });
         LendableSlot { inner }
     }
 }
@@ -211,18 +228,20 @@ mod tests {
         let bytes = vec![0u8; 64];
         let old = Arc::new(1u8);
         let new = Arc::new(2u8);
-        lending.register(&old, PoolSide::Peer, 3, bytes.as_ptr(), &bytes);
-        lending.register(&new, PoolSide::Peer, 3, bytes.as_ptr(), &bytes);
+        lending.register(&old, (PoolSide::Peer, 2, 3), bytes.as_ptr(), &bytes);
+        lending.register(&new, (PoolSide::Peer, 2, 3), bytes.as_ptr(), &bytes);
         drop(old); // a stale region of the same slot must not hide the live one
-        assert_eq!(lending.lend(&bytes[8..16]), Some(Wire::Lent { slot: 3, offset: 8, len: 8 }));
-        assert_eq!(lending.lend(&bytes[..]), Some(Wire::Lent { slot: 3, offset: 0, len: 64 }));
+        assert_eq!(lending.lend(&bytes[8..16]), Some(Wire::Lent { gen: 2, slot: 3, offset: 8, len: 8 }));
+        assert_eq!(lending.lend(&bytes[..]), Some(Wire::Lent { gen: 2, slot: 3, offset: 0, len: 64 }));
         assert!(lending.lend(&[1, 2, 3]).is_none(), "not in any region");
         assert_eq!(Arc::strong_count(&new), 2, "lent: held once for both views");
-        lending.released(&3u32.to_le_bytes()).unwrap();
+        let code = release_code(2, 3);
+        assert!(lending.released(&3u32.to_le_bytes()).is_err(), "slot 3 of another generation");
+        lending.released(&code.to_le_bytes()).unwrap();
         assert_eq!(Arc::strong_count(&new), 2);
-        lending.released(&3u32.to_le_bytes()).unwrap();
+        lending.released(&code.to_le_bytes()).unwrap();
         assert_eq!(Arc::strong_count(&new), 1, "both views released: the hold is gone");
-        assert!(lending.released(&3u32.to_le_bytes()).is_err(), "released more than lent");
-        assert!(lending.released(&(3 | OWN_POOL).to_le_bytes()).is_err(), "the other pool's slot 3");
+        assert!(lending.released(&code.to_le_bytes()).is_err(), "released more than lent");
+        assert!(lending.released(&(code | OWN_POOL).to_le_bytes()).is_err(), "the other pool's slot 3");
     }
 }

@@ -4,8 +4,10 @@
 //! - [`frame`]: the wire format of one frame, with limits checked before anything is allocated.
 //! - `stream`: the sockets (`tcp` on loopback, `unix`) and addresses.
 //! - `auth`: the mutual HMAC-SHA256 challenge–response every socket runs first.
-//! - `handshake`: option negotiation (minimum of both sides) and protocol upgrades.
-//! - `shm`: the pools that carry large buffers once a connection is upgraded to `shm`.
+//! - `handshake`: option negotiation and protocol upgrades.
+//! - `shm`: the growing pools that carry large buffers once a connection is upgraded to `shm`.
+//! - `stats`: [`ConnStats`], what a connection sent where.
+//! - `recycle`: receive buffers for inline data, sized once and kept across messages.
 //! - `heartbeat`: liveness on an idle connection.
 //! - `lending`: sending bytes that already lie in a held slot as a reference to it.
 //! - `connection`: [`Connection`], [`Message`], [`Payload`], [`AllocBuf`].
@@ -35,17 +37,21 @@ mod handshake;
 mod heartbeat;
 mod launcher;
 mod lending;
+mod recycle;
 mod shm;
+mod stats;
 mod stream;
 
 pub use auth::Secret;
 pub use connection::{AllocBuf, Connection, Message, Payload, SendBuf};
 pub use endpoint::{connect, connect_env, ConnConfig, Listener};
 pub use error::{Error, Result};
-pub use handshake::{parse_protocols, Options, Protocol};
+pub use handshake::{parse_protocols, Options, Protocol, DEFAULT_SLOT_SIZE};
 pub use launcher::NAMESPACE_DIR;
 pub use launcher::{Backend, WorkerProcess};
 pub use lending::{LendableSlot, LentView};
+pub use recycle::InlineBuf;
+pub use stats::ConnStats;
 pub use stream::Address;
 
 /// Environment variable with the comma-separated protocol list (default [`DEFAULT_PROTOCOLS`]).

@@ -1,6 +1,9 @@
-//! The `shm` transport's pools: one per direction, in work-queue mode, created by the host in a
-//! directory both ends can see. Buffers are published in the order their frames are written, so the
-//! receiver's next buffer is always the one the frame's descriptor names (checked: slot and seq).
+//! The `shm` transport's pools: a growing set per direction (`shmpool::PoolSet`), in work-queue
+//! mode, in a directory both ends can see. The host creates both sets' first pools; each sender
+//! grows its own set when a buffer does not fit (up to the negotiated `max_slot_size`) and the
+//! receiver follows (`shmpool::PoolFollower`). Buffers are published in the order their frames are
+//! written, so the receiver's next buffer of a generation is always the one the frame's descriptor
+//! names (checked: slot and seq).
 //!
 //! A side that holds a received slot can send (part of) it back without a copy: the descriptor
 //! then names a slot of the receiver's own pool ("lent"), and the receiver releases it later.
@@ -8,100 +11,102 @@
 use super::frame::Wire;
 use super::handshake::Options;
 use crate::{Error, Result};
-use shmpool::{Config, Consumer, Mode, Pool, Producer, ReadBuf, WriteBuf};
+use shmpool::{generation_name, Config, Mode, Pool, PoolFollower, PoolSet, ReadBuf, WriteBuf};
 use std::path::Path;
 use std::time::Duration;
 
-/// The sending half: this side's producer of the pool the peer consumes.
+/// The sending half: this side's set of the pools the peer consumes (it grows them).
 pub(crate) struct ShmTx {
-    pub pool: Pool,
-    producer: Producer,
+    pub set: PoolSet,
 }
 
-/// The receiving half: this side's consumer of the pool the peer produces into.
+/// The receiving half: follows the set of pools the peer produces into.
 pub(crate) struct ShmRx {
-    pub pool: Pool,
-    consumer: Consumer,
+    pub follower: PoolFollower,
 }
 
 /// Both halves of one end of an `shm` connection.
 pub(crate) struct Pair {
     pub tx: ShmTx,
     pub rx: ShmRx,
+    /// The first pools (the host created both; their names go once the worker attached).
+    first: [Pool; 2],
 }
 
-/// Names of the two pools of a connection, as the host sends them to the worker.
+/// Base names of the two pool sets of a connection, as the host sends them to the worker.
 pub(crate) struct Names {
     pub to_worker: String,
     pub to_host: String,
 }
 
-/// The host creates both pools in `dir` and takes its ends.
+/// The host creates the first pool of both sets in `dir` and takes its ends.
 pub(crate) fn create(dir: &Path, options: &Options) -> Result<(Pair, Names)> {
     let tag = super::auth::random_hex(6)?;
     let names = Names { to_worker: format!("conn-{tag}-h2w"), to_host: format!("conn-{tag}-w2h") };
     let config = Config::new(options.slots, options.slot_size as usize).mode(Mode::WorkQueue).directory(dir);
-    let out = Pool::create(&names.to_worker, &config)?;
-    let back = Pool::create(&names.to_host, &config)?;
+    let out = Pool::create(&generation_name(&names.to_worker, 0), &config)?;
+    let back = Pool::create(&generation_name(&names.to_host, 0), &config)?;
+    let follower = PoolFollower::new(&names.to_host, Some(dir));
+    follower.adopt(0, back.clone());
     let pair = Pair {
-        tx: ShmTx { producer: out.producer()?, pool: out },
-        rx: ShmRx { consumer: back.consumer()?, pool: back },
+        tx: ShmTx { set: PoolSet::adopt(&names.to_worker, out.clone(), max_slot(options))? },
+        rx: ShmRx { follower },
+        first: [out, back],
     };
     Ok((pair, names))
 }
 
-/// The worker opens both pools in its view of the directory and takes the other ends.
-pub(crate) fn attach(dir: &Path, names: &Names) -> Result<Pair> {
-    let incoming = Pool::open_in(&names.to_worker, Some(dir))?;
-    let outgoing = Pool::open_in(&names.to_host, Some(dir))?;
+fn max_slot(options: &Options) -> usize {
+    usize::try_from(options.max_slot_size).unwrap_or(usize::MAX)
+}
+
+/// The worker opens both first pools in its view of the directory and takes the other ends.
+pub(crate) fn attach(dir: &Path, names: &Names, options: &Options) -> Result<Pair> {
+    let incoming = Pool::open_in(&generation_name(&names.to_worker, 0), Some(dir))?;
+    let outgoing = Pool::open_in(&generation_name(&names.to_host, 0), Some(dir))?;
+    let follower = PoolFollower::new(&names.to_worker, Some(dir));
+    follower.adopt(0, incoming.clone());
     Ok(Pair {
-        rx: ShmRx { consumer: incoming.consumer()?, pool: incoming },
-        tx: ShmTx { producer: outgoing.producer()?, pool: outgoing },
+        rx: ShmRx { follower },
+        tx: ShmTx { set: PoolSet::adopt(&names.to_host, outgoing.clone(), max_slot(options))? },
+        first: [incoming, outgoing],
     })
 }
 
 impl Pair {
-    /// Removes both names: the worker has attached, nobody else may.
+    /// Removes the first pools' names: the worker has attached, nobody else may.
     pub fn unlink(&self) {
-        for pool in [&self.tx.pool, &self.rx.pool] {
+        for pool in &self.first {
             let _ = std::fs::remove_file(pool.path());
         }
     }
 }
 
 impl ShmTx {
-    pub fn slot_size(&self) -> usize {
-        self.pool.slot_size()
+    /// A free slot for `len` bytes (growing the pools if need be; waiting up to `wait` for one of
+    /// the current pool first), or `None` past the maximum or the budget.
+    pub fn take(&self, len: usize, wait: Option<Duration>) -> Result<Option<(u8, WriteBuf)>> {
+        Ok(self.set.acquire(len, wait)?)
     }
 
-    /// A free slot now, if there is one.
-    pub fn try_take(&self) -> Option<WriteBuf> {
-        self.producer.try_acquire().ok().flatten()
-    }
-
-    /// A free slot within `timeout`, if one comes.
-    pub fn take_within(&self, timeout: Duration) -> Option<WriteBuf> {
-        self.producer.acquire(Some(timeout)).ok()
-    }
-
-    /// Publishes the first `len` bytes of `buf`: the descriptor to send.
-    pub fn publish(mut buf: WriteBuf, len: usize) -> Result<Wire<'static>> {
+    /// Publishes the first `len` bytes of `buf`, a slot of generation `gen`: the descriptor to send.
+    pub fn publish(gen: u8, mut buf: WriteBuf, len: usize) -> Result<Wire<'static>> {
         buf.set_len(len)?;
         let slot = buf.slot_index() as u32;
         let seq = buf.publish()?.ok_or(Error::Pool(shmpool::Error::Closed))?;
-        Ok(Wire::Slot { slot, len: len as u64, seq })
+        Ok(Wire::Slot { gen, slot, len: len as u64, seq })
     }
 }
 
 impl ShmRx {
     /// Takes the buffer a descriptor names (published before its frame was written).
-    pub fn take(&mut self, slot: u32, len: u64, seq: u64) -> Result<ReadBuf> {
-        let buf = self.consumer.recv(Some(Duration::from_secs(2))).map_err(|e| {
-            Error::Protocol(format!("a frame names slot {slot} but no buffer is published in the pool ({e})"))
+    pub fn take(&self, gen: u8, slot: u32, len: u64, seq: u64) -> Result<ReadBuf> {
+        let buf = self.follower.recv(gen, Some(Duration::from_secs(2))).map_err(|e| {
+            Error::Protocol(format!("a frame names slot {slot} of pool {gen} but no buffer is published there ({e})"))
         })?;
         if buf.slot_index() as u32 != slot || buf.seq() != seq || buf.len() as u64 != len {
             return Err(Error::Protocol(format!(
-                "a frame names slot {slot} seq {seq} ({len} bytes), the pool gave slot {} seq {} ({} bytes)",
+                "a frame names slot {slot} seq {seq} ({len} bytes) of pool {gen}, it gave slot {} seq {} ({} bytes)",
                 buf.slot_index(),
                 buf.seq(),
                 buf.len()

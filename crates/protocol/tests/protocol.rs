@@ -28,7 +28,10 @@ fn err(e: Error) -> String {
 #[test]
 fn child() {
     child_main(|role, _args| {
-        let config = ConnConfig { options: options(), ..ConnConfig::default() };
+        // A worker may ask for larger slots than the host (see `a_side_asking_for_larger_slots_gets_them`).
+        let slot_size = std::env::var("TEST_SLOT_SIZE").map_or(SLOT as u64, |v| v.parse().unwrap());
+        // Patient on its side: the host's options decide how fast a silent worker is found dead.
+        let config = ConnConfig { options: Options { slot_size, ..patient() }, ..ConnConfig::default() };
         let conn = connect_env(&config).map_err(err)?;
         if role == "second-wrong-secret" {
             // The main channel is fine; a second one with a wrong secret must be refused.
@@ -52,6 +55,11 @@ fn echo(conn: &Connection) -> Result<(), String> {
         };
         match &msg.header[..] {
             b"exit" => std::process::exit(0),
+            // Replies with copies (not views of what came): this side's pools must hold them.
+            b"copy" => {
+                let copies: Vec<Vec<u8>> = msg.buffers.iter().map(|b| b.to_vec()).collect();
+                conn.send(b"copy", copies.iter().map(|c| SendBuf::Bytes(c)).collect()).map_err(err)?;
+            }
             b"whoami" => {
                 let dir = std::env::var("SHMPOOL_DIR").unwrap_or_default();
                 conn.send(format!("{dir} {}", conn.protocol()).as_bytes(), vec![]).map_err(err)?;
@@ -92,8 +100,18 @@ fn worker_command(listener: &Listener, backend: &Backend, role: &str, env: &[(&s
 }
 
 fn start_with(protocols: &str, backend: Backend, role: &str, env: &[(&str, &str)]) -> Result<Session, Error> {
+    start_configured(protocols, options(), backend, role, env)
+}
+
+fn start_configured(
+    protocols: &str,
+    options: Options,
+    backend: Backend,
+    role: &str,
+    env: &[(&str, &str)],
+) -> Result<Session, Error> {
     let dir = TempDir::new("proto");
-    let listener = Listener::bind(host_config(protocols, &dir))?;
+    let listener = Listener::bind(ConnConfig { options, ..host_config(protocols, &dir) })?;
     let mut worker = WorkerProcess::spawn(worker_command(&listener, &backend, role, env))?;
     let conn = listener.accept(Duration::from_secs(20), &mut || worker.check_running())?;
     Ok(Session { conn, worker, _dir: dir })
@@ -122,7 +140,8 @@ fn echo_on_every_transport() {
         assert_eq!(first.buffers.len(), 3);
         assert_eq!((&*first.buffers[0], &*first.buffers[1], &*first.buffers[2]), (&small[..], &slot[..], &big[..]));
         let shared: Vec<bool> = first.buffers.iter().map(|b| b.is_shared()).collect();
-        assert_eq!(shared, [false, expected == Protocol::Shm, false], "{list}: small inline, big on the socket");
+        let shm = expected == Protocol::Shm;
+        assert_eq!(shared, [false, shm, shm], "{list}: small inline, larger than a slot in a grown pool");
         if expected == Protocol::Shm {
             // The worker echoed the view it received: the bytes came back as our own slot.
             assert!(matches!(first.buffers[1], Payload::Lent(_)));
@@ -162,7 +181,7 @@ fn lendable_slots_go_and_come_back_without_copies() {
         // The slot returns to the pool once the worker's echo and ours are gone: wait for it.
         let mut slot = None;
         wait_until(Duration::from_secs(5), "a free slot", || {
-            slot = s.conn.alloc_lendable(SLOT / 2);
+            slot = s.conn.alloc_lendable(SLOT / 2).ok();
             slot.is_some()
         });
         let mut slot = slot.unwrap();
@@ -174,7 +193,11 @@ fn lendable_slots_go_and_come_back_without_copies() {
         assert_eq!(m.buffers[0].as_ptr(), slot.as_ptr());
         assert_eq!(&*m.buffers[0], &pattern(SLOT / 2, i)[..]);
     }
-    assert!(s.conn.alloc_lendable(SLOT + 1).is_none(), "larger than a slot");
+    // Larger than a slot: the pools grow for it.
+    let big = s.conn.alloc_lendable(SLOT + 1).unwrap();
+    assert_eq!((big.len(), s.conn.stats().slot_size), (SLOT + 1, 2 * SLOT as u64));
+    let max = s.conn.options().max_slot_size as usize;
+    assert!(matches!(s.conn.alloc_lendable(max + 1), Err(Error::InvalidArgument(_))), "past the maximum");
 }
 
 #[test]
@@ -290,7 +313,7 @@ fn worker_exit_and_kill_fail_pending_and_later_calls() {
         assert!(matches!(s.conn.send(b"x", vec![]), Err(Error::Disconnected(_))));
         assert!(matches!(s.conn.recv(Some(Duration::from_secs(1))), Err(Error::Disconnected(_))));
         assert!(matches!(s.conn.alloc(4096), Err(Error::Disconnected(_))));
-        assert!(s.conn.alloc_lendable(4096).is_none());
+        assert!(matches!(s.conn.alloc_lendable(4096), Err(Error::Disconnected(_))));
 
         let mut s = start(list);
         let pid = s.worker.id() as i32;
@@ -386,4 +409,154 @@ fn graceful_shutdown_then_kill() {
     let t = Instant::now();
     let status = w.shutdown(Duration::from_millis(100)).unwrap();
     assert!(!status.success() && t.elapsed() < Duration::from_secs(3));
+}
+
+/// Patient heartbeats for the tests that move tens of MiB (on a loaded machine, a debug build).
+fn patient() -> Options {
+    Options { heartbeat_ms: 1000, missed_heartbeats: 5, ..options() }
+}
+
+/// `len` bytes marked on every page (cheap to make, even unoptimised, for large buffers).
+fn marked(len: usize, seed: u8) -> Vec<u8> {
+    let mut v = vec![seed; len];
+    for (i, at) in (0..len).step_by(4096).enumerate() {
+        v[at] = (i as u8).wrapping_add(seed);
+    }
+    v
+}
+
+fn pool_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn buffers_of_any_size_up_to_the_maximum_travel_in_shared_memory() {
+    let s = start_configured("tcp,shm", patient(), Backend::Process, "echo", &[]).unwrap();
+    for len in [4096, SLOT, 16 << 20, 24_883_200, 64 << 20] {
+        let data = marked(len, len as u8);
+        s.conn.send(b"echo", vec![data[..].into()]).unwrap();
+        let m = s.conn.recv(Some(Duration::from_secs(20))).unwrap();
+        assert!(matches!(m.buffers[0], Payload::Lent(_)), "{len} bytes were not a view of our slot");
+        assert!(*m.buffers[0] == data[..], "{len} bytes changed");
+        // The worker's own pools grow too, for copies it makes.
+        s.conn.send(b"copy", vec![data[..].into()]).unwrap();
+        let m = s.conn.recv(Some(Duration::from_secs(20))).unwrap();
+        assert!(matches!(m.buffers[0], Payload::Shared(_)), "{len} bytes were not a slot of the worker's pools");
+        assert!(*m.buffers[0] == data[..], "{len} bytes changed");
+    }
+    let stats = s.conn.stats();
+    assert_eq!((stats.spilled_buffers, stats.shm_buffers), (0, 10), "{stats:?}");
+    assert_eq!(stats.slot_size, 64 << 20, "{stats:?}");
+    assert!(stats.pools_grown >= 3, "{stats:?}");
+}
+
+#[test]
+fn a_side_asking_for_larger_slots_gets_them() {
+    // The worker asks for 32 MiB slots, the host for 1 MiB: the larger wish wins.
+    let env = [("TEST_SLOT_SIZE", "33554432")];
+    let s = start_configured("tcp,shm", patient(), Backend::Process, "echo", &env).unwrap();
+    assert_eq!(s.conn.options().slot_size, 32 << 20);
+    let data = marked(24 << 20, 1);
+    s.conn.send(b"echo", vec![data[..].into()]).unwrap();
+    assert!(s.conn.recv(Some(Duration::from_secs(20))).unwrap().buffers[0].is_shared());
+    assert_eq!(s.conn.stats().pools_grown, 0, "the first pools were large enough");
+}
+
+#[test]
+fn past_the_maximum_a_buffer_goes_on_the_socket_counted() {
+    let options = Options { max_slot_size: 2 * SLOT as u64, ..patient() };
+    let s = start_configured("tcp,shm", options, Backend::Process, "echo", &[]).unwrap();
+    assert_eq!(s.conn.options().max_slot_size, 2 * SLOT as u64, "the smaller maximum of both sides");
+    let (fits, over) = (marked(2 * SLOT, 1), marked(2 * SLOT + 1, 2));
+    s.conn.send(b"echo", vec![fits[..].into(), over[..].into()]).unwrap();
+    let m = s.conn.recv(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!((m.buffers[0].is_shared(), m.buffers[1].is_shared()), (true, false));
+    assert!(*m.buffers[1] == over[..]);
+    let stats = s.conn.stats();
+    assert_eq!((stats.spilled_buffers, stats.spilled_bytes), (1, over.len() as u64), "{stats:?}");
+}
+
+#[test]
+fn killing_the_worker_while_a_grown_pool_is_in_use_leaves_no_file() {
+    let mut s = start_configured("tcp,shm", patient(), Backend::Process, "echo", &[]).unwrap();
+    let data = marked(5 * SLOT, 3);
+    s.conn.send(b"copy", vec![data[..].into()]).unwrap();
+    let m = s.conn.recv(Some(Duration::from_secs(20))).unwrap();
+    assert!(matches!(m.buffers[0], Payload::Shared(_)));
+    let dir = s._dir.path().to_path_buf();
+    assert!(!pool_files(&dir).is_empty(), "the worker's grown pool has a name");
+    let pid = s.worker.id() as i32;
+    let (e, _) = pending_recv(&s, || {
+        // SAFETY: kill has no memory effects; `pid` is our child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    assert!(matches!(e, Error::Disconnected(_)), "{e}");
+    assert!(*m.buffers[0] == data[..], "the view outlives the worker");
+    s.worker.shutdown(Duration::from_secs(5)).unwrap();
+    drop(m);
+    s.conn.close();
+    drop(s.conn);
+    assert!(pool_files(&dir).is_empty(), "{:?}", pool_files(&dir));
+}
+
+/// Podman settings for a machine like the test machine (itself a container: a lower hard rlimit
+/// than podman's defaults, cgroups v1/v2 hybrid, which crun refuses): runc and modest ulimits.
+const CONTAINERS_CONF: &str =
+    "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\n";
+
+/// An image imported from a tarball of a minimal root filesystem: this test binary and the
+/// libraries it links, at the same paths. Removed when dropped.
+struct Image(String);
+
+impl Image {
+    fn build(work: &std::path::Path) -> Image {
+        let root = work.join("rootfs");
+        let exe = std::env::current_exe().unwrap();
+        let ldd = Command::new("ldd").arg(&exe).output().unwrap();
+        let libs = String::from_utf8(ldd.stdout).unwrap();
+        let files = libs.split_whitespace().filter(|w| w.starts_with('/')).map(std::path::PathBuf::from);
+        for file in files.chain([exe]) {
+            let to = root.join(file.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&file, &to).unwrap();
+        }
+        let tar = work.join("rootfs.tar");
+        let ok = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
+        assert!(ok.success(), "tar failed");
+        let name = format!("localhost/shmpool-test-{}:latest", std::process::id());
+        let out = Command::new("podman").arg("import").arg(&tar).arg(&name).output().unwrap();
+        assert!(out.status.success(), "podman import: {}", String::from_utf8_lossy(&out.stderr));
+        Image(name)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn podman_worker_upgrades_to_shm_through_the_shared_directory() {
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("podman is not installed: skipped (scripts/setup.sh installs podman and runc)");
+        return;
+    }
+    let work = TempDir::new("podman");
+    let conf = work.path().join("containers.conf");
+    std::fs::write(&conf, CONTAINERS_CONF).unwrap();
+    let image = Image::build(work.path());
+    // Only the pool directory and the network are shared with the container.
+    let backend = Backend::Podman { image: image.0.clone() };
+    let env = [("CONTAINERS_CONF", conf.to_str().unwrap())];
+    let mut s = start_configured("tcp,shm", patient(), backend, "echo", &env).unwrap();
+    assert_eq!(s.conn.protocol(), Protocol::Shm);
+    let data = marked(3 * SLOT, 5); // larger than a slot: the pools grow, across the container
+    for header in [&b"echo"[..], b"copy"] {
+        s.conn.send(header, vec![data[..].into()]).unwrap();
+        let m = s.conn.recv(Some(Duration::from_secs(20))).unwrap();
+        assert!(m.buffers[0].is_shared() && *m.buffers[0] == data[..]);
+    }
+    s.conn.close();
+    assert!(s.worker.shutdown(Duration::from_secs(20)).unwrap().success());
 }

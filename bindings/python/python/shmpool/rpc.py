@@ -146,6 +146,46 @@ class _RemoteMethod:
         return self._worker._request(("method", self._oid, self._name, args, kwargs))
 
 
+class _RemoteIterator:
+    """A generator running in the worker: items come one request each (the first came with the
+    call). Exhausting, closing or dropping it (iterated or not) closes the worker's generator."""
+
+    def __init__(self, worker: "Worker", iid: int, done: bool, first: Any) -> None:
+        self._worker, self._iid = worker, iid
+        self._first: List[Any] = [] if done else [first]
+        self._finished = done
+        # A finalizer must not talk on the connection: the close travels with the next request.
+        self._finalizer = None if done else weakref.finalize(self, worker._drop_iterator, iid)
+
+    def __iter__(self) -> "_RemoteIterator":
+        return self
+
+    def __next__(self) -> Any:
+        if self._first:
+            return self._first.pop()
+        if self._finished:
+            raise StopIteration
+        item = self._worker._request(("next", self._iid))
+        if item[0] == "stop":
+            self._finish()
+            raise StopIteration
+        return item[1]
+
+    def _finish(self) -> None:
+        self._finished = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+
+    def close(self) -> None:
+        """Closes the worker's generator now."""
+        if self._finished:
+            return
+        self._finish()
+        if not self._worker._closed:
+            with contextlib.suppress(Exception):
+                self._worker._request(("iter_close", self._iid))
+
+
 class Worker:
     """A started worker: :meth:`call`, :meth:`instance`, :meth:`cancel`, :meth:`close`."""
 
@@ -158,8 +198,6 @@ class Worker:
         self._current: Optional[int] = None
         self._forgotten: List[int] = []
         self._dead_iterators: List[int] = []
-        # Set while this thread is inside a request (a generator closed then must not nest one).
-        self._busy = threading.local()
         self._closed = False
         hello = _recv(conn, _Codec(_HELLO_PROTOCOL), timeout=30)
         if not (isinstance(hello, tuple) and hello[0] == "hello"):
@@ -183,18 +221,24 @@ class Worker:
         return self._request(("instance", target, args, kwargs))
 
     def empty(self, shape: Any, dtype: Any = "float32") -> Any:
-        """A writable NumPy array that lives in a pool slot on ``shm`` (else an ordinary one):
-        passing it to a call sends it without a copy, and a worker that returns it (or a view of
-        it) sends it back without a copy either. Fill it before the call; do not write to it while
-        a call that received it runs."""
+        """A writable NumPy array that lives in a pool slot (the pools grow for it up to the
+        negotiated maximum slot size): passing it to a call sends it without a copy, and a worker
+        that returns it (or a view of it) sends it back without a copy either. Fill it before the
+        call; do not write to it while a call that received it runs. Never an ordinary array: raises
+        ``Unsupported`` unless the connection is on ``shm``, ``InvalidArgument`` past the maximum
+        slot size, ``TimeoutError`` when every slot is held and the pools may not grow."""
         import numpy as np
 
         dt = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
-        buf = self._conn.alloc(count * dt.itemsize) if count * dt.itemsize >= 256 else None
-        if buf is None:
-            return np.empty(shape, dt)
+        buf = self._conn.alloc(count * dt.itemsize)
         return np.frombuffer(buf, dtype=dt, count=count).reshape(shape)
+
+    def transport_stats(self) -> Dict[str, int]:
+        """What the host sent where: ``shm_buffers``, ``socket_buffers``, ``spilled_buffers``
+        (large buffers that found no slot: past ``max_slot_size``), their bytes, and the pools
+        (``generation``, ``slot_size``, ``slots``, ``max_slot_size``, ``pools_grown``)."""
+        return dict(self._conn.stats)
 
     def stats(self) -> Dict[str, int]:
         """Objects and iterators the worker holds for this host."""
@@ -218,13 +262,11 @@ class Worker:
             forgotten, self._forgotten = self._forgotten, []
             dead_iterators, self._dead_iterators = self._dead_iterators, []
             self._current = call_id
-            self._busy.active = True
             try:
                 _send(self._conn, self._codec, (call_id, forgotten, dead_iterators, request))
                 reply = _recv(self._conn, self._codec)
             finally:
                 self._current = None
-                self._busy.active = False
         return self._unwrap(reply)
 
     def _unwrap(self, reply: tuple) -> Any:
@@ -236,32 +278,16 @@ class Worker:
         if kind == "method":
             return _RemoteMethod(self, reply[1], reply[2])
         if kind == "iterator":
-            return self._stream(reply[1], reply[2], reply[3])
+            return _RemoteIterator(self, reply[1], reply[2], reply[3])
         if kind == "error":
             exc, text = reply[1], reply[2]
             exc.__cause__ = RemoteTraceback(text)
             raise exc
         raise Disconnected(f"unexpected reply from the worker: {kind!r}")
 
-    def _stream(self, iid: int, done: bool, first: Any) -> Iterator[Any]:
-        finished = done
-        try:
-            if done:
-                return
-            yield first
-            while True:
-                item = self._request(("next", iid))
-                if item[0] == "stop":
-                    finished = True
-                    return
-                yield item[1]
-        finally:
-            if not finished and not self._closed:
-                if getattr(self._busy, "active", False):
-                    self._dead_iterators.append(iid)
-                else:
-                    with contextlib.suppress(Exception):
-                        self._request(("iter_close", iid))
+    def _drop_iterator(self, iid: int) -> None:
+        # Runs in a garbage-collection finalizer: only note it, send with the next request.
+        self._dead_iterators.append(iid)
 
     def close(self, timeout: float = 10.0) -> None:
         """Closes the connections and waits for the worker to exit (then kills it)."""
@@ -306,11 +332,16 @@ def start_worker(
     missed_heartbeats: Optional[int] = None,
     slots: Optional[int] = None,
     slot_size: Optional[int] = None,
+    max_slot_size: Optional[int] = None,
 ) -> Iterator[Worker]:
     """Starts a Python worker under ``backend`` (``process``, ``namespace``, ``docker``,
     ``podman``, ``apptainer`` with ``image``, ``conda`` with ``conda_env``) and connects to it
     within ``timeout`` seconds. ``protocol``: the comma-separated list (default
-    ``$SHMPOOL_PROTOCOL``, else ``tcp,shm``)."""
+    ``$SHMPOOL_PROTOCOL``, else ``tcp,shm``). On ``shm``, arrays up to ``max_slot_size`` bytes
+    (default 1 GiB; the smaller of both sides) travel in pool slots, the pools growing from
+    ``slot_size`` (default 16 MiB; the larger of both sides) as needed; larger ones go on the
+    socket and are counted in :meth:`Worker.transport_stats`. The worker asks for its own sizes
+    through ``SHMPOOL_RPC_SLOT_SIZE`` and ``SHMPOOL_RPC_MAX_SLOT_SIZE`` in its environment."""
     listener = _shmpool.Listener(
         protocol,
         directory,
@@ -318,6 +349,7 @@ def start_worker(
         missed_heartbeats=missed_heartbeats,
         slots=slots,
         slot_size=slot_size,
+        max_slot_size=max_slot_size,
     )
     # Everything the worker needs goes through its environment (containers get `-e NAME`).
     passed = dict(listener.worker_env())
@@ -418,6 +450,9 @@ class _Serve:
                 return
             except Exception as e:  # an unpicklable result
                 _send(self.conn, self.codec, self.error(e))
+            # Let go of the arguments and the result now, not at the next request: they may be
+            # views of the host's pool slots.
+            del request, reply
 
     def handle(self, call_id: int, request: tuple) -> tuple:
         self.current = call_id
@@ -479,7 +514,9 @@ class _Serve:
         if op == "getattr":
             _, oid, name = request
             value = getattr(self.objects[oid], name)
-            if inspect.ismethod(value) or inspect.isbuiltin(value):
+            # Anything callable (methods, static and class methods, classes) is called here, in
+            # the worker, never sent to the host to run there.
+            if callable(value):
                 return ("method", oid, name)
             return self.wrap(value)
         if op == "setattr":
@@ -507,7 +544,12 @@ class _Serve:
 def _worker_main() -> None:
     heartbeat = os.environ.get("SHMPOOL_RPC_HEARTBEAT")
     kw = {"heartbeat": float(heartbeat)} if heartbeat else {}
-    conn = _shmpool.connect_env(**kw)
+    sizes = {
+        arg: int(os.environ[var])
+        for arg, var in (("slot_size", "SHMPOOL_RPC_SLOT_SIZE"), ("max_slot_size", "SHMPOOL_RPC_MAX_SLOT_SIZE"))
+        if os.environ.get(var)
+    }
+    conn = _shmpool.connect_env(**kw, **sizes)
     fallback = os.environ.get("SHMPOOL_PROTOCOL", "tcp").split(",")[0].strip() or "tcp"
     cancel_conn = _shmpool.connect_env(fallback, **kw)
     try:
