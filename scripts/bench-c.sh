@@ -11,7 +11,8 @@ PAIRS=${2:-5}
 FRAMES=${3:-300}
 BUILD=build/c
 mkdir -p "$BUILD"
-cargo build --release --quiet -p shmpool-c -p shmpool --example bench_loop
+cargo build --release --quiet -p shmpool-c
+cargo build --release --quiet -p shmpool --example bench_loop
 gcc -std=c99 -O2 -Wall -Wextra -Werror -Iinclude examples/c/bench_loop.c -o "$BUILD/bench_loop" \
   target/release/libshmpool.a -lpthread -ldl -lm
 c_best=() ; r_best=()
