@@ -65,22 +65,22 @@ check-header:
 $(BUILD):
 	mkdir -p $@
 
-$(BUILD)/test_api: tests/c/test_api.c include/shmpool.h $(LIB_A) | $(BUILD)
+$(BUILD)/test_api: tests/c/test_api.c tests/c/check.h include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/test_epoll: tests/c/test_epoll.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 # The GLib example is C11 (GLib's headers are not C99-pedantic-clean).
 $(BUILD)/glib_consumer: examples/c/glib_consumer.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) -std=c11 $(WARN) -O2 -g -Iinclude $$(pkg-config --cflags glib-2.0) $< -o $@ $(LIB_A) $$(pkg-config --libs glib-2.0) $(STATIC_LIBS)
-$(BUILD)/test_store: tests/c/test_store.c include/shmpool.h $(LIB_A) | $(BUILD)
+$(BUILD)/test_store: tests/c/test_store.c tests/c/check.h include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%: examples/c/%.c include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(STATIC_LIBS)
-$(BUILD)/test_api_cpp: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+$(BUILD)/test_api_cpp: tests/cpp/test_api.cpp tests/cpp/check.hpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
-$(BUILD)/test_api_cpp20: tests/cpp/test_api.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+$(BUILD)/test_api_cpp20: tests/cpp/test_api.cpp tests/cpp/check.hpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) -std=c++20 $< -o $@ $(LIB_A) $(STATIC_LIBS)
-$(BUILD)/test_store_cpp: tests/cpp/test_store.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
+$(BUILD)/test_store_cpp: tests/cpp/test_store.cpp tests/cpp/check.hpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)
 $(BUILD)/%_cpp: examples/cpp/%.cpp include/shmpool.hpp include/shmpool.h $(LIB_A) | $(BUILD)
 	$(CXX) $(CXXFLAGS_CXX) $< -o $@ $(LIB_A) $(STATIC_LIBS)

@@ -13,29 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, what)                                                      \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__,     \
-                    __LINE__, what, shmpool_last_error_message());             \
-        }                                                                      \
-    } while (0)
-
-#define CHECK_OK(call) CHECK((call) == SHMPOOL_OK, #call)
-
-/* A call that must fail with `status` and a message containing `needle`. */
-#define CHECK_ERR(call, status, needle)                                        \
-    do {                                                                       \
-        shmpool_status s_ = (call);                                            \
-        CHECK(s_ == (status), #call " -> " #status);                           \
-        CHECK(strstr(shmpool_last_error_message(), (needle)) != NULL,          \
-              #call " message mentions \"" needle "\"");                       \
-    } while (0)
+#include "check.h"
 
 static int dir_is_empty(const char *dir) {
     DIR *d = opendir(dir);

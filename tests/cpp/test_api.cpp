@@ -8,17 +8,7 @@
 #include <string>
 #include <type_traits>
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, what)                                                                  \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            passed++;                                                                      \
-        } else {                                                                           \
-            failed++;                                                                      \
-            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);            \
-        }                                                                                  \
-    } while (0)
+#include "check.hpp"
 
 // `expr` must throw shmpool::Error with `status` and a message containing `needle`.
 #define CHECK_THROWS(expr, st, needle)                                                     \

@@ -10,17 +10,7 @@
 #include <filesystem>
 #include <type_traits>
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, what)                                                                  \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            passed++;                                                                      \
-        } else {                                                                           \
-            failed++;                                                                      \
-            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);            \
-        }                                                                                  \
-    } while (0)
+#include "check.hpp"
 
 static_assert(!std::is_copy_constructible_v<shmpool::StoreWriter>, "StoreWriter is move-only");
 static_assert(!std::is_copy_constructible_v<shmpool::StoreVersion>, "StoreVersion is move-only");
