@@ -2,7 +2,8 @@
 
 Usage: python benches/report.py RESULTS_DIR [--measure-seconds S]
 RESULTS_DIR holds machine.json, ipc.json (shmpool bench --compare --json), gst.jsonl, python.txt
-(handoff.py --json output); criterion's estimates are read from target/criterion.
+(handoff.py --json output), store.json (store_latency.py --json); criterion's estimates are read
+from target/criterion.
 """
 
 from __future__ import annotations
@@ -228,6 +229,28 @@ def nerfbaselines_table(rows: dict) -> list[str]:
     return md + [""]
 
 
+def store_table(rows: list) -> list[str]:
+    """The named-variable rows (bindings/python/benches/store_latency.py --json) as markdown."""
+    p50 = {(r["size"], r["method"]): r["p50_us"] for r in rows}
+    md = [
+        "## Named variables: publish to a reader holding the new version",
+        "",
+        "bindings/python/benches/store_latency.py: two Python processes, one version every 40 ms at every "
+        "size and for every method (so the reader sleeps as long before each one; a CPU that idled longer "
+        "wakes slower, whatever the size). shmpool.Store: the writer fills in place, commits; the reader "
+        "wakes in `read(newer_than=...)` holding a read-only view. `.npy`: `np.save` + rename in /dev/shm, "
+        "`np.load` by name. `shared_memory`: copied in and out under a `multiprocessing.Lock`.",
+        "",
+        "| size | method | p50 | p99 | p50 vs Store |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for r in rows:
+        base = p50.get((r["size"], "shmpool.Store"))
+        vs = f"{r['p50_us'] / base:.0f} ×" if base else ""
+        md.append(f"| {r['size']} | {r['method']} | {ns(r['p50_us'] * 1e3)} | {ns(r['p99_us'] * 1e3)} | {vs} |")
+    return md + [""]
+
+
 def criterion_results() -> list[tuple[str, float]]:
     out = []
     for bench in sorted((ROOT / "target" / "criterion").glob("**/new/benchmark.json")):
@@ -391,6 +414,9 @@ def main() -> None:
     nb = res / "nerfbaselines.json"
     if nb.exists():
         md += nerfbaselines_table(json.loads(nb.read_text()))
+    store = res / "store.json"
+    if store.exists():
+        md += store_table(json.loads(store.read_text()))
     if crit:
         md += [
             "## In-process micro-benchmarks (criterion, benches/exchange.rs)",

@@ -13,6 +13,8 @@
 #   5. host/worker: NerfBaselines' 33.2 MB frame echoed through pip `nerfbaselines` (installed into
 #      a separate virtual environment, target/nerfbaselines-venv: never a test dependency) and
 #      shmpool.rpc tcp, unix, shm copied in and shm in place
+#   6. named variables: publish -> reader latency of shmpool.Store vs a .npy file in /dev/shm and
+#      multiprocessing.shared_memory + a lock, 64 B / 8 MiB / 64 MiB, one version per 40 ms
 # and regenerates benches/RESULTS.md and benches/*.png (benches/report.py). Raw results stay in
 # target/bench-results/. --quick: under 3 minutes once built; the full run: about 8 (2 vCPUs).
 set -euo pipefail
@@ -139,6 +141,10 @@ NB_VENV=target/nerfbaselines-venv
 nb_rounds=50; [ $QUICK = 1 ] && nb_rounds=15
 "$PY" bindings/python/benches/nerfbaselines_echo.py --nerfbaselines-python "$NB_VENV/bin/python" \
   --rounds "$nb_rounds" --json "$OUT/nerfbaselines.json" 2>/dev/null | tee "$OUT/nerfbaselines.txt" | sed 's/^/  /'
+
+step "named variables: publish -> reader latency (bindings/python/benches/store_latency.py)"
+store_args=(--json); [ $QUICK = 1 ] && store_args+=(--quick)
+"$PY" bindings/python/benches/store_latency.py "${store_args[@]}" >"$OUT/store.json"
 
 step "report"
 measure_s=$(($(date +%s) - build_done))

@@ -42,16 +42,6 @@ pub fn notify(event: &AtomicU32, waiters: &AtomicU64) -> bool {
     true
 }
 
-/// [`notify`] for waiters counted in a shared count rather than a mask of places (the store's
-/// variables, see [`CountedWaiter`]).
-pub(crate) fn notify_counted(event: &AtomicU32, waiting: &AtomicU32) -> bool {
-    if waiting.load(SeqCst) == 0 {
-        return false;
-    }
-    wake(event);
-    true
-}
-
 /// Bumps `event` and wakes its sleepers: [`notify`] once the caller knows that somebody sleeps.
 pub(crate) fn wake(event: &AtomicU32) {
     event.fetch_add(1, Release);
@@ -85,34 +75,6 @@ impl<'a> Waiter<'a> {
     /// wake-ups are possible).
     pub fn sleep(&self, seen: u32, timeout: Duration) {
         wait_on(self.event, seen, timeout);
-    }
-}
-
-/// A [`Waiter`] counted in a shared count, for waits that have no place of their own (the store's
-/// variables): registering adds one, dropping takes it off. A process killed while waiting leaves
-/// the count one too high, which costs notifiers a wake call each, never a lost wake-up.
-pub(crate) struct CountedWaiter<'a> {
-    waiter: Waiter<'a>,
-    waiting: &'a AtomicU32,
-}
-
-impl<'a> CountedWaiter<'a> {
-    pub fn register(event: &'a AtomicU32, waiting: &'a AtomicU32) -> Self {
-        waiting.fetch_add(1, SeqCst);
-        CountedWaiter { waiter: Waiter::registered(event), waiting }
-    }
-}
-
-impl<'a> std::ops::Deref for CountedWaiter<'a> {
-    type Target = Waiter<'a>;
-    fn deref(&self) -> &Waiter<'a> {
-        &self.waiter
-    }
-}
-
-impl Drop for CountedWaiter<'_> {
-    fn drop(&mut self) {
-        self.waiting.fetch_sub(1, Relaxed);
     }
 }
 

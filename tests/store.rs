@@ -149,6 +149,12 @@ fn child() {
                     held = v;
                 }
             }
+            // Waits for a version newer than the latest (until killed).
+            "wait-newer" => {
+                let v = store.read(VAR, secs(10)).map_err(s)?.version();
+                store.read_newer(VAR, v, secs(60)).map_err(s)?;
+                Err("a newer version arrived: the test publishes none while this waits".into())
+            }
             // Reads the latest version once and prints it (a late joiner).
             "late" => {
                 let v = store.read(VAR, secs(10)).map_err(s)?;
@@ -377,6 +383,23 @@ fn kill_9_of_writers_and_readers_leaks_nothing() {
     assert!(Store::gc(Some(dir.path())).unwrap().is_empty());
     drop(store);
     assert_eq!(Store::gc(Some(dir.path())).unwrap(), ["job"]);
+}
+
+#[test]
+fn a_reader_killed_while_waiting_stops_costing_the_writer() {
+    let dir = TempDir::new("store-dead-waiter");
+    let store = Store::open_in("job", Some(dir.path())).unwrap();
+    store.declare(VAR, &decl()).unwrap();
+    write_pattern(&store, 1).unwrap();
+    let waiting = |store: &Store| store.variables().unwrap()[0].waiting;
+    let mut reader = spawn_child("wait-newer", &args(&dir, "job", &[]));
+    wait_until(Duration::from_secs(20), "the reader waits", || waiting(&store) == 1);
+    kill9(&mut reader);
+    // Its registration outlives it (so every publication would make a wake system call) ...
+    assert_eq!(waiting(&store), 1);
+    // ... until the first publication that pays for it sweeps the dead place.
+    write_pattern(&store, 2).unwrap();
+    assert_eq!(waiting(&store), 0);
 }
 
 const ROUNDS: i64 = 20;

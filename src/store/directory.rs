@@ -45,6 +45,8 @@ pub struct VarStatus {
     pub shape: Vec<i64>,
     /// Reader places (open store handles, possibly dead ones not yet swept) holding a version.
     pub readers: u32,
+    /// Reader places (possibly dead ones not yet swept) waiting for a newer version.
+    pub waiting: u32,
 }
 
 impl Store {
@@ -91,7 +93,15 @@ impl Store {
                 Ok(Some(v)) => v.shape().iter().map(|&d| d as i64).collect(),
                 _ => var.decl.dims.clone(),
             };
-            vars.push(VarStatus { name: var.name, decl: var.decl, version, shape, readers: readers.count_ones() });
+            let waiting = entry.published_waiters.load(SeqCst).count_ones();
+            vars.push(VarStatus {
+                name: var.name,
+                decl: var.decl,
+                version,
+                shape,
+                readers: readers.count_ones(),
+                waiting,
+            });
         }
         Ok(vars)
     }

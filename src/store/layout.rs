@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// "SHMPSTOR", little endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPSTOR");
 /// Bumped whenever the table's layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 /// Variables per store.
 pub const MAX_VARS: usize = 64;
@@ -51,8 +51,10 @@ pub(crate) struct Header {
     pub entry_size: AtomicU32,
     /// Bumped (futex) whenever a variable is declared.
     pub declared: AtomicU32,
-    pub declared_waiting: AtomicU32,
-    _reserved: [AtomicU64; 4],
+    _pad: AtomicU32,
+    /// Bit `p`: reader place `p` waits for a declaration (see `wait.rs`).
+    pub declared_waiters: AtomicU64,
+    _reserved: [AtomicU64; 3],
 }
 
 /// One version buffer's state.
@@ -87,10 +89,12 @@ pub(crate) struct Entry {
     pub latest: AtomicU64,
     /// Bumped (futex) on every publication.
     pub published: AtomicU32,
-    pub published_waiting: AtomicU32,
     /// Bumped (futex) when a reader lets go of a buffer (a writer may be waiting for one).
     pub freed: AtomicU32,
-    pub freed_waiting: AtomicU32,
+    /// Bit `p`: reader place `p` waits for a publication (see `wait.rs`).
+    pub published_waiters: AtomicU64,
+    /// Bit `p`: reader place `p` (a writer) waits for a freed buffer.
+    pub freed_waiters: AtomicU64,
     pub slots: [Slot; MAX_VERSIONS],
 }
 

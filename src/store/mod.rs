@@ -34,6 +34,7 @@ mod read;
 #[cfg(feature = "spec")]
 mod spec;
 mod table;
+mod wait;
 mod write;
 
 pub use decl::{check_name, Decl, Kind, DEFAULT_VERSIONS};
@@ -47,15 +48,16 @@ pub use spec::Pipeline;
 pub use write::WriteGuard;
 
 use crate::config::resolve_dir;
-use crate::signaler::CountedWaiter;
 use crate::{liveness, Error, Result};
 use map::Mapping;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use table::{Table, VarInfo};
+use wait::PlaceWaiter;
 use write::Writer;
 
 /// An open store of named variables (cheap to clone; every clone is the same reader place).
@@ -73,10 +75,18 @@ pub(crate) struct Inner {
     place: usize,
     /// This place's holds per (variable, buffer): the shared bit is set while the count is > 0.
     holds: Mutex<HashMap<(usize, usize), u32>>,
+    /// This place's waiting threads per waiter mask (see `wait.rs`).
+    waits: Mutex<HashMap<usize, u32>>,
+    /// When this handle may next sweep dead places after a notification (ms since `opened`).
+    next_sweep: AtomicU64,
+    opened: Instant,
     vars: Mutex<HashMap<String, Arc<VarInfo>>>,
     read_maps: Mutex<HashMap<(usize, u32), Arc<Mapping>>>,
     writers: Mutex<HashMap<(usize, u32), Arc<Writer>>>,
 }
+
+/// How often, at most, a notifying handle sweeps dead places (see `wait.rs`).
+const SWEEP_EVERY_MS: u64 = 1000;
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding one of these maps leaves it consistent: keep going.
@@ -102,6 +112,9 @@ impl Store {
             table,
             place,
             holds: Mutex::default(),
+            waits: Mutex::default(),
+            next_sweep: AtomicU64::new(0),
+            opened: Instant::now(),
             vars: Mutex::default(),
             read_maps: Mutex::default(),
             writers: Mutex::default(),
@@ -243,7 +256,7 @@ impl Inner {
             return Ok(var);
         }
         let h = self.table.header();
-        let waiter = CountedWaiter::register(&h.declared, &h.declared_waiting);
+        let waiter = PlaceWaiter::register(self, &h.declared, &h.declared_waiters);
         loop {
             let seen = waiter.observe();
             if let Some(var) = self.find(name)? {
@@ -302,7 +315,20 @@ impl Inner {
             holds.remove(&(var, slot));
             let entry = self.table.entry(var);
             entry.slots[slot].holders.fetch_and(!(1 << self.place), SeqCst);
-            crate::signaler::notify_counted(&entry.freed, &entry.freed_waiting);
+            self.notify(&entry.freed, &entry.freed_waiters);
+        }
+    }
+
+    /// Wakes the waiters of `event`; if that took the wake system call, sweeps dead places (at
+    /// most once a second), so that a waiter killed while registered stops costing it.
+    fn notify(&self, event: &AtomicU32, waiters: &AtomicU64) {
+        if !crate::signaler::notify(event, waiters) {
+            return;
+        }
+        let now = self.opened.elapsed().as_millis() as u64;
+        let due = self.next_sweep.load(Relaxed);
+        if now >= due && self.next_sweep.compare_exchange(due, now + SWEEP_EVERY_MS, Relaxed, Relaxed).is_ok() {
+            self.table.sweep(self.place);
         }
     }
 }

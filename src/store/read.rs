@@ -12,8 +12,8 @@ use super::element::Element;
 use super::layout::{decode_latest, MAX_DIMS};
 use super::map::Mapping;
 use super::table::VarInfo;
+use super::wait::PlaceWaiter;
 use super::Inner;
-use crate::signaler::CountedWaiter;
 use crate::{DType, Error, Result};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::sync::Arc;
@@ -223,7 +223,7 @@ pub(crate) fn newer(
     }
     let entry = inner.table.entry(var.index);
     let deadline = timeout.map(|t| Instant::now() + t);
-    let waiter = CountedWaiter::register(&entry.published, &entry.published_waiting);
+    let waiter = PlaceWaiter::register(inner, &entry.published, &entry.published_waiters);
     loop {
         let seen = waiter.observe();
         if let Some(v) = latest(inner, var)?.filter(fresh) {

@@ -131,17 +131,23 @@ impl Table {
             let entry = self.entry(i);
             for slot in &entry.slots {
                 if slot.holders.fetch_and(!(1u64 << place), SeqCst) & (1 << place) != 0 {
-                    crate::signaler::notify_counted(&entry.freed, &entry.freed_waiting);
+                    crate::signaler::notify(&entry.freed, &entry.freed_waiters);
                 }
             }
+            entry.published_waiters.fetch_and(!(1u64 << place), SeqCst);
+            entry.freed_waiters.fetch_and(!(1u64 << place), SeqCst);
         }
+        self.header().declared_waiters.fetch_and(!(1u64 << place), SeqCst);
     }
 
     /// Frees the holds of dead places (other than `own`). Returns how many places were freed.
     pub fn sweep(&self, own: usize) -> usize {
-        let mut held = 0u64;
+        // Places that hold a buffer or wait for an event: the live ones keep their locks.
+        let mut held = self.header().declared_waiters.load(Relaxed);
         for i in 0..MAX_VARS {
-            for slot in &self.entry(i).slots {
+            let entry = self.entry(i);
+            held |= entry.published_waiters.load(Relaxed) | entry.freed_waiters.load(Relaxed);
+            for slot in &entry.slots {
                 held |= slot.holders.load(Relaxed);
             }
         }
@@ -255,7 +261,7 @@ impl Table {
         entry.state.swap(READY, SeqCst);
         let h = self.header();
         h.declared.fetch_add(1, SeqCst);
-        crate::signaler::notify_counted(&h.declared, &h.declared_waiting);
+        crate::signaler::notify(&h.declared, &h.declared_waiters);
         Ok(var)
     }
 

@@ -13,8 +13,8 @@ use super::layout::{decode_latest, encode_latest};
 use super::map::Mapping;
 use super::read::remaining;
 use super::table::VarInfo;
+use super::wait::PlaceWaiter;
 use super::Inner;
-use crate::signaler::{notify_counted, CountedWaiter};
 use crate::{Error, Result};
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -199,7 +199,7 @@ impl WriteGuard {
         }
         meta.seq.store(version, Release);
         entry.latest.swap(encode_latest(version, self.slot), SeqCst);
-        notify_counted(&entry.published, &entry.published_waiting);
+        self.inner.notify(&entry.published, &entry.published_waiters);
         Ok(version)
     }
 
@@ -244,7 +244,7 @@ fn claim(inner: &Inner, var: &VarInfo, timeout: Option<Duration>) -> Result<usiz
     if let Some(s) = try_claim() {
         return Ok(s);
     }
-    let waiter = CountedWaiter::register(&entry.freed, &entry.freed_waiting);
+    let waiter = PlaceWaiter::register(inner, &entry.freed, &entry.freed_waiters);
     loop {
         let seen = waiter.observe();
         if let Some(s) = try_claim() {

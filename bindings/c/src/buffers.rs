@@ -162,6 +162,7 @@ unsafe fn live_ref<'a, E: Entry>(handle: *const E) -> Result<&'a E::Buf, Fail> {
 }
 
 /// Reads a property of a possibly NULL or spent handle: `default` (and a last-error message).
+#[inline]
 unsafe fn get<E: Entry, T: Copy>(handle: *const E, default: T, f: impl FnOnce(&E::Buf) -> T) -> T {
     guard(default, || {
         // SAFETY: forwarded module contract.
@@ -176,6 +177,7 @@ unsafe fn get<E: Entry, T: Copy>(handle: *const E, default: T, f: impl FnOnce(&E
 ///
 /// # Safety
 /// `buf` is NULL or a live write-buffer handle not used concurrently (module contract).
+#[inline]
 unsafe fn with_write(buf: *mut shmpool_write_buf, f: impl FnOnce(&mut WriteBuf) -> Result<(), Fail>) -> shmpool_status {
     call(|| {
         // SAFETY: forwarded module contract.

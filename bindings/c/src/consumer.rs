@@ -38,6 +38,7 @@ impl shmpool_consumer {
     ///
     /// # Safety
     /// `out` is non-NULL and writable.
+    #[inline]
     unsafe fn hand_out(&self, buf: ReadBuf, out: *mut *mut shmpool_read_buf) -> Result<(), Fail> {
         let b = self.bufs.hand_out(buf.slot_index(), buf)?;
         // SAFETY: per this function's contract.

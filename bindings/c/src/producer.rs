@@ -26,6 +26,7 @@ impl shmpool_producer {
     ///
     /// # Safety
     /// `out` is non-NULL and writable.
+    #[inline]
     unsafe fn hand_out(&self, buf: WriteBuf, out: *mut *mut shmpool_write_buf) -> Result<(), Fail> {
         let b = self.bufs.hand_out(buf.slot_index(), buf)?;
         // SAFETY: per this function's contract.
@@ -96,6 +97,7 @@ pub unsafe extern "C" fn shmpool_producer_try_acquire(
 }
 
 /// Takes the buffer out of `*buf` (checking it belongs to `producer`) and sets `*buf` to NULL.
+#[inline]
 unsafe fn take_buf(producer: *const shmpool_producer, buf: *mut *mut shmpool_write_buf) -> Result<WriteBuf, Fail> {
     // SAFETY: NULL or a live handle (module contract).
     let p = unsafe { try_ref(producer, "producer") }?;

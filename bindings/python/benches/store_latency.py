@@ -13,6 +13,12 @@ Latency = reader's CLOCK_MONOTONIC once it holds the data minus the writer's jus
 publishes (stamped in the array's first 8 bytes). One version in flight: the writer waits for
 the reader's ack before the next one.
 
+Every round lasts the same --period (default 40 ms) at every size and for every method: the writer
+produces the data, then waits for the period to end before it publishes. Without that, the reader
+sleeps longer at larger sizes (while the writer fills 64 MiB), and a CPU that sat idle longer
+takes longer to wake (on a VM, 8 us after 0 ms idle, ~150 us after 20 ms idle, for 64 B and
+64 MiB alike): the size would be blamed for the machine's wake-up latency.
+
 Usage: python bindings/python/benches/store_latency.py [--quick] [--json]
 Noisy on a shared 2-vCPU machine: compare ratios within one run.
 """
@@ -34,7 +40,17 @@ import numpy as np
 import shmpool
 
 SIZES = {"64 B": 64, "8 MiB": 8 << 20, "64 MiB": 64 << 20}
-ROUNDS = {"64 B": 2000, "8 MiB": 100, "64 MiB": 30}
+ROUNDS = {"64 B": 300, "8 MiB": 100, "64 MiB": 30}
+
+
+PERIOD = 0.04  # seconds per round, set by --period
+
+
+def pace(start: float) -> None:
+    """Waits until the round that began at `start` (time.monotonic()) has lasted PERIOD."""
+    left = start + PERIOD - time.monotonic()
+    if left > 0:
+        time.sleep(left)
 
 
 def stamp(a: np.ndarray) -> None:
@@ -71,9 +87,11 @@ def run_store(nbytes: int, rounds: int) -> list:
         p = mp.get_context("fork").Process(target=store_reader, args=(directory, rounds, child))
         p.start()
         for _ in range(rounds):
+            start = time.monotonic()
             w = store.write("x", timeout=60)
             a = w.array(shape=(nbytes,))
             np.copyto(a, frame)  # the data is produced in place: not timed
+            pace(start)
             stamp(a)
             w.commit()
             parent.recv()
@@ -108,6 +126,7 @@ def run_npy(nbytes: int, rounds: int) -> list:
         p = mp.get_context("fork").Process(target=npy_reader, args=(rounds, child))
         p.start()
         for _ in range(rounds):
+            pace(time.monotonic())
             stamp(frame)
             np.save(path + ".tmp.npy", frame)
             os.replace(path + ".tmp.npy", path)
@@ -148,6 +167,7 @@ def run_shm(nbytes: int, rounds: int) -> list:
         p = mp.get_context("fork").Process(target=shm_reader, args=(shm.name, nbytes, lock, rounds, child))
         p.start()
         for _ in range(rounds):
+            pace(time.monotonic())
             stamp(frame)
             with lock:
                 np.copyto(view, frame)
@@ -171,7 +191,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tenth of the rounds")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--period", type=float, default=40.0, help="milliseconds per round (0: back to back)")
     args = ap.parse_args()
+    global PERIOD
+    PERIOD = args.period / 1000
     results = {}
     for label, nbytes in SIZES.items():
         rounds = max(5, ROUNDS[label] // (10 if args.quick else 1))
@@ -180,6 +203,7 @@ def main() -> None:
     if args.json:
         print(json.dumps([{"size": s, "method": m, **r} for (s, m), r in results.items()]))
         return
+    print(f"one version per {args.period:g} ms at every size (see --period)")
     print(f"{'size':>7}  {'method':<20} {'p50 µs':>10} {'p99 µs':>10}  {'vs Store (p50)':>14}")
     for (label, method), r in results.items():
         ratio = r["p50_us"] / results[(label, "shmpool.Store")]["p50_us"]

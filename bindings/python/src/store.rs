@@ -139,7 +139,8 @@ impl Store {
         Ok(self.store.try_read(name).map_err(to_py)?.map(|v| StoreVersion::new(Arc::new(v))))
     }
 
-    /// The variables: dicts with name, kind, dtype, dims, capacity, version, shape, readers.
+    /// The variables: dicts with name, kind, dtype, dims, capacity, version, shape, readers,
+    /// waiting.
     fn variables<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for v in self.store.variables().map_err(to_py)? {
@@ -152,6 +153,7 @@ impl Store {
             d.set_item("version", v.version)?;
             d.set_item("shape", PyTuple::new(py, &v.shape)?)?;
             d.set_item("readers", v.readers)?;
+            d.set_item("waiting", v.waiting)?;
             list.append(d)?;
         }
         Ok(list)

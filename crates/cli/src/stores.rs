@@ -47,6 +47,7 @@ struct VarReport {
     version: u64,
     shape: Vec<i64>,
     readers: u32,
+    waiting: u32,
 }
 
 #[derive(Serialize)]
@@ -75,6 +76,7 @@ pub fn inspect(dir: Option<&Path>, job: &str, json: bool) -> CliResult {
             version: v.version,
             shape: v.shape,
             readers: v.readers,
+            waiting: v.waiting,
         })
         .collect();
     let r = StoreReport { job: job.to_string(), path: store.path().display().to_string(), variables };
@@ -85,8 +87,8 @@ pub fn inspect(dir: Option<&Path>, job: &str, json: bool) -> CliResult {
     println!("store {} ({})", r.job, r.path);
     for v in &r.variables {
         println!(
-            "  {:<24} {:<6} {:<5} dims {:?} capacity {} x{}  version {:>8}  shape {:?}  readers {}",
-            v.name, v.kind, v.dtype, v.dims, v.capacity, v.versions, v.version, v.shape, v.readers
+            "  {:<24} {:<6} {:<5} dims {:?} capacity {} x{}  version {:>8}  shape {:?}  readers {}  waiting {}",
+            v.name, v.kind, v.dtype, v.dims, v.capacity, v.versions, v.version, v.shape, v.readers, v.waiting
         );
     }
     Ok(())

@@ -465,7 +465,7 @@ class Store:
         """The latest version (newer than ``newer_than``), waiting for it; TimeoutError after ``timeout``."""
     def try_read(self, name: str) -> Optional[StoreVersion]: ...
     def variables(self) -> list[dict[str, Any]]:
-        """name, kind, dtype, dims, capacity, version, shape and readers of every variable."""
+        """name, kind, dtype, dims, capacity, version, shape, readers and waiting of every variable."""
     def operator(
         self, name: str, inputs: Sequence[str] = ..., outputs: Optional[dict[str, dict[str, Any]]] = None
     ) -> Operator:
