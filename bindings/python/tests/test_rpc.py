@@ -252,13 +252,13 @@ def test_negotiation_matrix(tmp_path):
 
 
 def test_stopped_worker_is_found_by_heartbeats():
-    with start("tcp,shm", heartbeat=0.1, missed_heartbeats=3) as w:
+    with start("tcp,shm", heartbeat=0.1, missed_heartbeats=10) as w:
         os.kill(w.process.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
             with pytest.raises(shmpool.Disconnected, match="heartbeat"):
                 w.call("rpc_targets:echo", 1)
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 5
         finally:
             os.kill(w.process.pid, signal.SIGKILL)
             os.kill(w.process.pid, signal.SIGCONT)

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 const SLOT: usize = 1 << 20;
 
-/// Small pools and fast heartbeats, so that tests are quick and light.
+/// Small pools and fast heartbeats, so that tests are quick and light; a peer is dead after 1 s
+/// of silence (not less: on a loaded machine a live process can go unscheduled for a few 100 ms).
 fn options() -> Options {
-    Options { slots: 4, slot_size: SLOT as u64, heartbeat_ms: 100, missed_heartbeats: 3, ..Options::default() }
+    Options { slots: 4, slot_size: SLOT as u64, heartbeat_ms: 100, missed_heartbeats: 10, ..Options::default() }
 }
 
 fn err(e: Error) -> String {
@@ -330,8 +331,8 @@ fn worker_exit_and_kill_fail_pending_and_later_calls() {
 fn stopped_worker_is_found_dead_by_heartbeats() {
     for list in ["tcp", "tcp,shm"] {
         let mut s = start(list);
-        // Idle for many heartbeat intervals: the connection stays alive.
-        assert!(matches!(s.conn.recv(Some(Duration::from_millis(600))), Err(Error::Timeout)));
+        // Idle for longer than the dead-peer window: the connection stays alive.
+        assert!(matches!(s.conn.recv(Some(Duration::from_millis(1500))), Err(Error::Timeout)));
         s.conn.send(b"alive", vec![]).unwrap();
         assert_eq!(s.conn.recv(Some(Duration::from_secs(5))).unwrap().header, b"alive");
         let pid = s.worker.id() as i32;
@@ -340,7 +341,7 @@ fn stopped_worker_is_found_dead_by_heartbeats() {
             unsafe { libc::kill(pid, libc::SIGSTOP) };
         });
         assert!(e.to_string().contains("missed heartbeats"), "{e}");
-        assert!(took < Duration::from_secs(2), "found after {took:?}");
+        assert!(took < Duration::from_secs(5), "found after {took:?}");
         s.worker.child().kill().unwrap();
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGCONT) };
