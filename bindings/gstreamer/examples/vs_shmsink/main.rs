@@ -78,20 +78,48 @@ fn loadavg() -> String {
 fn spawn(out: &Path, args: &[String]) -> Child {
     let exe = std::env::current_exe().expect("own path");
     let file = std::fs::File::create(out).expect("output file");
-    let err = std::fs::File::create(out.with_extension("err")).expect("error file");
+    let err = std::fs::File::create(err_file(out)).expect("error file");
     Command::new(exe).args(args).stdin(Stdio::null()).stdout(file).stderr(err).spawn().expect("spawning a role")
 }
 
-/// Waits for `child` until `deadline`; kills it after that. Whether it exited successfully.
-fn finish(child: &mut Child, deadline: Instant) -> bool {
+fn err_file(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".err");
+    name.into()
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ended {
+    Ok,
+    /// It exited with an error.
+    Failed,
+    /// It was still running at the deadline (killed then).
+    Stalled,
+}
+
+fn remove_shmsink_segments(pid: u32) {
+    let prefix = format!("shmpipe.{pid:5}.");
+    for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Waits for `child` until `deadline`; kills it after that.
+fn finish(child: &mut Child, deadline: Instant) -> Ended {
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
+            Ok(Some(status)) if status.success() => return Ended::Ok,
+            Ok(Some(_)) => return Ended::Failed,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return false;
+                // A killed shmsink leaves its segment, /dev/shm/shmpipe.<pid %5d>.<n %5d>.
+                remove_shmsink_segments(child.id());
+                return Ended::Stalled;
             }
         }
     }
@@ -113,17 +141,26 @@ fn measure(dir: &Path, o: &Options, system: System, case: Case, consumers: u32, 
     }
     let mut sources: Vec<Child> =
         (0..consumers).map(|k| spawn(&out(&format!("consumer{k}")), &role("consume"))).collect();
-    let mut ok = sources.iter_mut().map(|c| finish(c, deadline)).fold(true, |a, b| a & b);
-    ok &= finish(&mut producer, deadline);
+    let mut ends: Vec<Ended> = sources.iter_mut().map(|c| finish(c, deadline)).collect();
+    ends.insert(0, finish(&mut producer, deadline));
+    let ended = ends.iter().copied().max();
     let read = |who: &str, extra: &str| std::fs::read_to_string(out(who)).ok().and_then(|t| Printed::parse(&t, extra));
     let sources: Option<Vec<Printed>> = (0..consumers).map(|k| read(&format!("consumer{k}"), "received")).collect();
     let printed = read("producer", "copies").zip(sources);
-    match printed.filter(|_| ok) {
-        Some((p, c)) => stats::outcome(&p, &c),
-        None => {
-            let err = |who: &str| std::fs::read_to_string(out(who).with_extension("err")).unwrap_or_default();
-            eprintln!("{name}: STALL or failure\n producer: {}\n consumer0: {}", err("producer"), err("consumer0"));
-            Outcome { stalled: true, ..Outcome::default() }
+    match (ended, printed) {
+        (Some(Ended::Ok), Some((p, c))) => stats::outcome(&p, &c),
+        (ended, _) => {
+            let stalled = ended == Some(Ended::Stalled);
+            let err = |who: &str| std::fs::read_to_string(err_file(&out(who))).unwrap_or_default();
+            let mut why = format!("{name}: {}", if stalled { "STALL" } else { "FAILED" });
+            let whos = std::iter::once("producer".to_string()).chain((0..consumers).map(|k| format!("consumer{k}")));
+            for (index, who) in whos.enumerate() {
+                let text = err(&who);
+                let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                why += &format!("\n  {who}: {:?} {}", ends[index], tail.join(" | "));
+            }
+            eprintln!("{why}");
+            Outcome { stalled, failed: !stalled, ..Outcome::default() }
         }
     }
 }
@@ -166,9 +203,9 @@ fn run(o: &Options) -> Result<(), String> {
                             f,
                             "{{\"system\": \"{}sink-elements\", \"case\": \"{}\", \"consumers\": {consumers}, \"rep\": {rep}, \
                              \"fps\": {:.1}, \"cpu_ms\": {:.3}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"copies\": {}, \
-                             \"lost\": {}, \"stalled\": {}, \"load\": \"{load}\"}}",
+                             \"lost\": {}, \"stalled\": {}, \"failed\": {}, \"load\": \"{load}\"}}",
                             match system { System::Shmpool => "shmpool", System::Shmsink => "shm" },
-                            case.name(), m.fps, m.cpu_ms, m.p50_us, m.p99_us, m.copies, m.lost, m.stalled
+                            case.name(), m.fps, m.cpu_ms, m.p50_us, m.p99_us, m.copies, m.lost, m.stalled, m.failed
                         );
                     }
                     all.push((case, consumers, system, m));
@@ -177,18 +214,22 @@ fn run(o: &Options) -> Result<(), String> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("\nmedians over {} runs (stalls: runs that did not end within {:?}):", o.reps, o.deadline);
-    println!("{}  stalls", stats::header());
+    println!(
+        "\nmedians over {} runs (stalls: runs that did not end within {:?}; failures: a process failed):",
+        o.reps, o.deadline
+    );
+    println!("{}  stalls failures", stats::header());
     for &case in &o.cases {
         for &consumers in &o.consumers {
-            let pick = |s: System| -> (Outcome, usize) {
+            let pick = |s: System| -> (Outcome, usize, usize) {
                 let runs: Vec<Outcome> =
                     all.iter().filter(|r| (r.0, r.1, r.2) == (case, consumers, s)).map(|r| r.3).collect();
-                (stats::median(&runs), runs.iter().filter(|r| r.stalled).count())
+                let count = |f: fn(&Outcome) -> bool| runs.iter().filter(|r| f(r)).count();
+                (stats::median(&runs), count(|r| r.stalled), count(|r| r.failed))
             };
             for &system in &o.systems {
-                let (m, stalls) = pick(system);
-                println!("{}  {stalls}", stats::row(&label(case, consumers, system), &m));
+                let (m, stalls, failures) = pick(system);
+                println!("{}  {stalls} {failures}", stats::row(&label(case, consumers, system), &m));
             }
             if o.systems.len() == 2 {
                 let (ours, theirs) = (pick(System::Shmpool).0, pick(System::Shmsink).0);

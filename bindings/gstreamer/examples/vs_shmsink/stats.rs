@@ -26,7 +26,10 @@ impl Printed {
 /// The numbers of one measurement.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
+    /// The run did not end within the deadline.
     pub stalled: bool,
+    /// A process of the run failed.
+    pub failed: bool,
     pub fps: f64,
     /// User + system time of the producer and every consumer per frame.
     pub cpu_ms: f64,
@@ -67,6 +70,7 @@ pub fn outcome(producer: &Printed, consumers: &[Printed]) -> Outcome {
     let cpu: u64 = producer.cpu_ns + consumers.iter().map(|c| c.cpu_ns).sum::<u64>();
     Outcome {
         stalled: false,
+        failed: false,
         fps: if last > first { measured * 1e9 / (last - first) as f64 } else { f64::NAN },
         cpu_ms: cpu as f64 / measured / 1e6,
         p50_us: percentile(&lat, 0.5) / 1e3,
@@ -78,14 +82,15 @@ pub fn outcome(producer: &Printed, consumers: &[Printed]) -> Outcome {
 
 /// The median of each number over the runs that did not stall.
 pub fn median(runs: &[Outcome]) -> Outcome {
-    let ok: Vec<&Outcome> = runs.iter().filter(|o| !o.stalled).collect();
+    let ok: Vec<&Outcome> = runs.iter().filter(|o| !o.stalled && !o.failed).collect();
     let med = |f: fn(&Outcome) -> f64| {
         let mut v: Vec<f64> = ok.iter().map(|o| f(o)).collect();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     Outcome {
-        stalled: ok.is_empty(),
+        stalled: false,
+        failed: ok.is_empty(),
         fps: med(|o| o.fps),
         cpu_ms: med(|o| o.cpu_ms),
         p50_us: med(|o| o.p50_us),
@@ -97,8 +102,8 @@ pub fn median(runs: &[Outcome]) -> Outcome {
 
 /// One row of the table.
 pub fn row(label: &str, o: &Outcome) -> String {
-    if o.stalled {
-        return format!("{label:<34} STALL");
+    if o.stalled || o.failed {
+        return format!("{label:<34} {}", if o.stalled { "STALL" } else { "FAILED" });
     }
     format!(
         "{label:<34} {:>7.0} {:>9.3} {:>9.0} {:>9.0} {:>7} {:>5}",
