@@ -128,7 +128,8 @@ fn finish(child: &mut Child, deadline: Instant) -> Ended {
 /// One measurement: a producer and `consumers` sources; a stall if it does not end in time.
 fn measure(dir: &Path, o: &Options, system: System, case: Case, consumers: u32, tag: &str) -> Outcome {
     let name = format!("{tag}-{}-{}-{consumers}", system.name(), case.name());
-    let deadline = Instant::now() + o.deadline;
+    let started = Instant::now();
+    let deadline = started + o.deadline;
     let (frames, d) = (o.frames.to_string(), dir.display().to_string());
     let out = |who: &str| dir.join(format!("{name}.{who}"));
     let role = |r: &str| vec![r.to_string(), system.name().into(), name.clone(), d.clone(), frames.clone()];
@@ -148,7 +149,9 @@ fn measure(dir: &Path, o: &Options, system: System, case: Case, consumers: u32, 
     let sources: Option<Vec<Printed>> = (0..consumers).map(|k| read(&format!("consumer{k}"), "received")).collect();
     let printed = read("producer", "copies").zip(sources);
     match (ended, printed) {
-        (Some(Ended::Ok), Some((p, c))) => stats::outcome(&p, &c),
+        (Some(Ended::Ok), Some((p, c))) => {
+            Outcome { wall_fps: o.frames as f64 / started.elapsed().as_secs_f64(), ..stats::outcome(&p, &c) }
+        }
         (ended, _) => {
             let stalled = ended == Some(Ended::Stalled);
             let err = |who: &str| std::fs::read_to_string(err_file(&out(who))).unwrap_or_default();
@@ -202,10 +205,10 @@ fn run(o: &Options) -> Result<(), String> {
                         let _ = writeln!(
                             f,
                             "{{\"system\": \"{}sink-elements\", \"case\": \"{}\", \"consumers\": {consumers}, \"rep\": {rep}, \
-                             \"fps\": {:.1}, \"cpu_ms\": {:.3}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"copies\": {}, \
+                             \"fps\": {:.1}, \"wall_fps\": {:.1}, \"cpu_ms\": {:.3}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"copies\": {}, \
                              \"lost\": {}, \"stalled\": {}, \"failed\": {}, \"load\": \"{load}\"}}",
                             match system { System::Shmpool => "shmpool", System::Shmsink => "shm" },
-                            case.name(), m.fps, m.cpu_ms, m.p50_us, m.p99_us, m.copies, m.lost, m.stalled, m.failed
+                            case.name(), m.fps, m.wall_fps, m.cpu_ms, m.p50_us, m.p99_us, m.copies, m.lost, m.stalled, m.failed
                         );
                     }
                     all.push((case, consumers, system, m));

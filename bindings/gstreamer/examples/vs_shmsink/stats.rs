@@ -31,6 +31,9 @@ pub struct Outcome {
     /// A process of the run failed.
     pub failed: bool,
     pub fps: f64,
+    /// Frames over the time from starting the producer to the exit of the last process: start-up
+    /// (pool or socket, connections) and teardown included.
+    pub wall_fps: f64,
     /// User + system time of the producer and every consumer per frame.
     pub cpu_ms: f64,
     /// From the sink's pad to the source's push, every frame of every consumer.
@@ -72,6 +75,7 @@ pub fn outcome(producer: &Printed, consumers: &[Printed]) -> Outcome {
         stalled: false,
         failed: false,
         fps: if last > first { measured * 1e9 / (last - first) as f64 } else { f64::NAN },
+        wall_fps: f64::NAN,
         cpu_ms: cpu as f64 / measured / 1e6,
         p50_us: percentile(&lat, 0.5) / 1e3,
         p99_us: percentile(&lat, 0.99) / 1e3,
@@ -92,6 +96,7 @@ pub fn median(runs: &[Outcome]) -> Outcome {
         stalled: false,
         failed: ok.is_empty(),
         fps: med(|o| o.fps),
+        wall_fps: med(|o| o.wall_fps),
         cpu_ms: med(|o| o.cpu_ms),
         p50_us: med(|o| o.p50_us),
         p99_us: med(|o| o.p99_us),
@@ -106,24 +111,25 @@ pub fn row(label: &str, o: &Outcome) -> String {
         return format!("{label:<34} {}", if o.stalled { "STALL" } else { "FAILED" });
     }
     format!(
-        "{label:<34} {:>7.0} {:>9.3} {:>9.0} {:>9.0} {:>7} {:>5}",
-        o.fps, o.cpu_ms, o.p50_us, o.p99_us, o.copies, o.lost
+        "{label:<34} {:>7.0} {:>8.0} {:>9.3} {:>9.0} {:>9.0} {:>7} {:>5}",
+        o.fps, o.wall_fps, o.cpu_ms, o.p50_us, o.p99_us, o.copies, o.lost
     )
 }
 
 /// The header over [`row`]s.
 pub fn header() -> String {
     format!(
-        "{:<34} {:>7} {:>9} {:>9} {:>9} {:>7} {:>5}",
-        "case / consumers / system", "fps", "CPU ms/f", "p50 us", "p99 us", "copies", "lost"
+        "{:<34} {:>7} {:>8} {:>9} {:>9} {:>9} {:>7} {:>5}",
+        "case / consumers / system", "fps", "wall fps", "CPU ms/f", "p50 us", "p99 us", "copies", "lost"
     )
 }
 
 /// The ratios of `ours` to `theirs`: fps (higher is better), CPU and p99 (lower is better).
 pub fn ratios(label: &str, ours: &Outcome, theirs: &Outcome) -> String {
     format!(
-        "{label:<34} {:>6.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+        "{label:<34} {:>6.2}x {:>7.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
         ours.fps / theirs.fps,
+        ours.wall_fps / theirs.wall_fps,
         ours.cpu_ms / theirs.cpu_ms,
         ours.p50_us / theirs.p50_us,
         ours.p99_us / theirs.p99_us
