@@ -6,7 +6,6 @@ use crate::frame_meta::{FrameMeta, Kind, HEADER_LEN};
 use crate::interruptible::{self, Interrupted};
 use crate::lease::Leases;
 use crate::slotpool::SlotPool;
-use crate::takeover;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -141,10 +140,15 @@ impl ShmpoolSink {
             .mode(settings.mode.into())
             .overflow(settings.overflow.into())
             .meta_bytes(META_BYTES);
-        if let Some(dir) = takeover::directory(&settings.directory) {
+        if let Some(dir) = crate::pool_directory(&settings.directory) {
             config = config.directory(dir);
         }
-        let pool = takeover::create_or_replace(&settings.pool, &config)?;
+        // A pool left by a killed sink is taken over (or replaced) under the same name by the core
+        // (shmpool's restart rules): only a live producer's pool is refused.
+        let pool = Pool::create(&settings.pool, &config).map_err(|e| match e {
+            shmpool::Error::AlreadyExists { .. } => format!("pool {:?} is in use by a live producer", settings.pool),
+            e => format!("creating pool {:?}: {e}", settings.pool),
+        })?;
         let producer = Arc::new(pool.producer().map_err(|e| format!("joining pool {:?}: {e}", settings.pool))?);
         gst::info!(
             CAT,
