@@ -186,7 +186,8 @@ def elements_section(res: pathlib.Path) -> list[str]:
         "*pool*: `videotestsrc pattern=black` allocates from the sink's proposed pool; *copy*: an appsrc pushes "
         "frames it drew into its own buffers, so both sinks copy. Latency: CLOCK_MONOTONIC at the sink's pad to the "
         "source's push, paired by a frame number in the first bytes; CPU: user + system of all processes over the "
-        "measured frames. Medians over the runs; ratios shmpool / shmsink (fps: higher is better; CPU, p99: lower).",
+        "measured frames. Medians over the runs; ratios shmpool / shmsink: the median over the repetitions of the "
+        "ratio of the two runs measured one after the other (fps: higher is better; CPU, p99: lower).",
         "",
         "| case | consumers | fps | × shmsink | CPU ms/frame | × shmsink | p50 µs | p99 µs | × shmsink | sink copies | runs | stalls |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -204,9 +205,16 @@ def elements_section(res: pathlib.Path) -> list[str]:
             ours, theirs = pick("shmpoolsink-elements"), pick("shmsink-elements")
             if not ours:
                 continue
+            # Ratios per repetition (the two runs were measured one after the other), then the median.
+            pairs = [
+                (a, b)
+                for a in ours
+                for b in theirs
+                if a["rep"] == b["rep"] and not (a["stalled"] or a.get("failed") or b["stalled"] or b.get("failed"))
+            ]
             for name, rows in (("shmpoolsink", ours), ("shmsink", theirs)):
                 x = lambda key: (  # noqa: E731
-                    f"{med(ours, key) / med(theirs, key):.2f} ×" if name == "shmpoolsink" and theirs else ""
+                    f"{statistics.median(a[key] / b[key] for a, b in pairs):.2f} ×" if name == "shmpoolsink" and pairs else ""
                 )
                 md.append(
                     f"| {case}: {name} | {consumers} | {med(rows, 'fps'):.0f} | {x('fps')} | {med(rows, 'cpu_ms'):.3f} | "

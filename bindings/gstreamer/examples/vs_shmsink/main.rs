@@ -4,7 +4,8 @@
 //! appsrc) and consumer count it prints frames/s, CPU per frame (user + system of every process),
 //! the latency from the sink's pad to the source's push (p50, p99; CLOCK_MONOTONIC, see `roles`),
 //! the sink's copies and lost frames; then the medians over the repetitions and the ratios
-//! shmpool / shmsink. A run that does not end within the deadline is a stall.
+//! shmpool / shmsink (the median of the ratios of each repetition's two runs, taken one right after
+//! the other: the machine may be shared). A run that does not end within the deadline is a stall.
 //!
 //! Run through `bindings/gstreamer/benches/vs_shmsink.sh` (builds, points GStreamer at the plugin):
 //!
@@ -185,7 +186,7 @@ fn run(o: &Options) -> Result<(), String> {
         Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| e.to_string())?),
         None => None,
     };
-    let mut all: Vec<(Case, u32, System, Outcome)> = Vec::new();
+    let mut all: Vec<(Case, u32, System, usize, Outcome)> = Vec::new();
     println!("1080p RGB, {} frames, {} warm-up frames left out; each run:", o.frames, stats::warmup(o.frames));
     println!("{}  load", stats::header());
     for rep in 1..=o.reps {
@@ -211,7 +212,7 @@ fn run(o: &Options) -> Result<(), String> {
                             case.name(), m.fps, m.wall_fps, m.cpu_ms, m.p50_us, m.p99_us, m.copies, m.lost, m.stalled, m.failed
                         );
                     }
-                    all.push((case, consumers, system, m));
+                    all.push((case, consumers, system, rep, m));
                 }
             }
         }
@@ -224,9 +225,11 @@ fn run(o: &Options) -> Result<(), String> {
     println!("{}  stalls failures", stats::header());
     for &case in &o.cases {
         for &consumers in &o.consumers {
+            let runs_of = |s: System| -> Vec<Outcome> {
+                all.iter().filter(|r| (r.0, r.1, r.2) == (case, consumers, s)).map(|r| r.4).collect()
+            };
             let pick = |s: System| -> (Outcome, usize, usize) {
-                let runs: Vec<Outcome> =
-                    all.iter().filter(|r| (r.0, r.1, r.2) == (case, consumers, s)).map(|r| r.3).collect();
+                let runs = runs_of(s);
                 let count = |f: fn(&Outcome) -> bool| runs.iter().filter(|r| f(r)).count();
                 (stats::median(&runs), count(|r| r.stalled), count(|r| r.failed))
             };
@@ -235,11 +238,10 @@ fn run(o: &Options) -> Result<(), String> {
                 println!("{}  {stalls} {failures}", stats::row(&label(case, consumers, system), &m));
             }
             if o.systems.len() == 2 {
-                let (ours, theirs) = (pick(System::Shmpool).0, pick(System::Shmsink).0);
-                println!(
-                    "{}",
-                    stats::ratios(&format!("{} x{consumers} shmpool / shmsink", case.name()), &ours, &theirs)
-                );
+                let pairs: Vec<(Outcome, Outcome)> =
+                    runs_of(System::Shmpool).into_iter().zip(runs_of(System::Shmsink)).collect();
+                let label = format!("{} x{consumers} shmpool / shmsink", case.name());
+                println!("{}", stats::ratios(&label, stats::paired_ratios(&pairs)));
             }
         }
     }

@@ -124,16 +124,31 @@ pub fn header() -> String {
     )
 }
 
-/// The ratios of `ours` to `theirs`: fps (higher is better), CPU and p99 (lower is better).
-pub fn ratios(label: &str, ours: &Outcome, theirs: &Outcome) -> String {
-    format!(
-        "{label:<34} {:>6.2}x {:>7.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
-        ours.fps / theirs.fps,
-        ours.wall_fps / theirs.wall_fps,
-        ours.cpu_ms / theirs.cpu_ms,
-        ours.p50_us / theirs.p50_us,
-        ours.p99_us / theirs.p99_us
-    )
+/// The ratios ours / theirs of fps, wall fps, CPU, p50 and p99, each the median over `pairs` (two
+/// runs of one repetition, measured one after the other, so that both saw about the same load);
+/// pairs where either run stalled or failed are left out. With the pairs used; `None` without any.
+pub fn paired_ratios(pairs: &[(Outcome, Outcome)]) -> Option<([f64; 5], usize)> {
+    let ok: Vec<_> = pairs.iter().filter(|(a, b)| !(a.stalled || a.failed || b.stalled || b.failed)).collect();
+    if ok.is_empty() {
+        return None;
+    }
+    let fields: [fn(&Outcome) -> f64; 5] = [|o| o.fps, |o| o.wall_fps, |o| o.cpu_ms, |o| o.p50_us, |o| o.p99_us];
+    let ratios = fields.map(|f| {
+        let mut v: Vec<f64> = ok.iter().map(|(ours, theirs)| f(ours) / f(theirs)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    Some((ratios, ok.len()))
+}
+
+/// A row of [`paired_ratios`]: fps (higher is better), CPU and latency (lower is better).
+pub fn ratios(label: &str, r: Option<([f64; 5], usize)>) -> String {
+    match r {
+        None => format!("{label:<34} no repetition without a stall or failure"),
+        Some(([fps, wall, cpu, p50, p99], pairs)) => format!(
+            "{label:<34} {fps:>6.2}x {wall:>7.2}x {cpu:>8.2}x {p50:>8.2}x {p99:>8.2}x  (median of {pairs} pairs)"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -147,5 +162,16 @@ mod tests {
         let o = outcome(&producer, &[consumer]);
         assert_eq!((o.p50_us, o.p99_us, o.copies, o.lost), (0.01, 0.01, 3, 0));
         assert!((o.fps - 1e7).abs() < 1.0, "{}", o.fps);
+    }
+
+    #[test]
+    fn ratios_are_medians_over_the_pairs_without_a_stall() {
+        let run =
+            |fps: f64| Outcome { fps, wall_fps: fps, cpu_ms: 1.0, p50_us: 1.0, p99_us: 1.0, ..Outcome::default() };
+        let stalled = Outcome { stalled: true, ..run(1.0) };
+        let pairs = [(run(2.0), run(1.0)), (run(3.0), run(1.0)), (run(9.0), stalled), (run(1.0), run(2.0))];
+        let (r, used) = paired_ratios(&pairs).unwrap();
+        assert_eq!((r[0], r[2], used), (2.0, 1.0, 3));
+        assert!(paired_ratios(&pairs[2..3]).is_none());
     }
 }
