@@ -224,6 +224,8 @@ def elements_section(res: pathlib.Path) -> list[str]:
     if stall_runs:
         for system in ("shmpoolsink-elements", "shmsink-elements"):
             rows = [r for r in stall_runs if r["system"] == system]
+            if not rows:
+                continue
             md.append(
                 f"\nStall test, {system.split('-')[0]} → 2 sources: {sum(r['stalled'] for r in rows)} stalls in "
                 f"{len(rows)} runs (median {med(rows, 'fps'):.0f} fps)."
