@@ -84,7 +84,7 @@ pub fn outcome(producer: &Printed, consumers: &[Printed]) -> Outcome {
     }
 }
 
-/// The median of each number over the runs that did not stall.
+/// The median of each number over the runs that did not stall or fail.
 pub fn median(runs: &[Outcome]) -> Outcome {
     let ok: Vec<&Outcome> = runs.iter().filter(|o| !o.stalled && !o.failed).collect();
     let med = |f: fn(&Outcome) -> f64| {
@@ -92,9 +92,11 @@ pub fn median(runs: &[Outcome]) -> Outcome {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
+    // Without a run to take numbers from, say why: a stall if any run stalled.
+    let stalled = ok.is_empty() && runs.iter().any(|o| o.stalled);
     Outcome {
-        stalled: false,
-        failed: ok.is_empty(),
+        stalled,
+        failed: ok.is_empty() && !stalled,
         fps: med(|o| o.fps),
         wall_fps: med(|o| o.wall_fps),
         cpu_ms: med(|o| o.cpu_ms),
