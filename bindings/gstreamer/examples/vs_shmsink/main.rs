@@ -11,8 +11,12 @@
 //!
 //! ```text
 //! vs_shmsink [--frames N] [--reps R] [--cases pool,copy] [--consumers 1,2] [--systems shmpool,shmsink]
-//!            [--deadline-s S] [--jsonl FILE]
+//!            [--deadline-s S] [--rate FPS] [--jsonl FILE]
 //! ```
+//!
+//! `--rate`: upstream makes FPS frames a second (videotestsrc is-live, the appsrc paced) instead of
+//! as many as the pipeline takes: the latency is then the hand-over's, without the queue that
+//! builds up in the pool or the area when the producer outruns a source.
 
 mod clock;
 mod roles;
@@ -31,6 +35,8 @@ struct Options {
     consumers: Vec<u32>,
     systems: Vec<System>,
     deadline: Duration,
+    /// Frames a second upstream makes (0: as fast as the pipeline takes them).
+    rate: u32,
     jsonl: Option<PathBuf>,
 }
 
@@ -46,6 +52,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         consumers: vec![1, 2],
         systems: vec![System::Shmpool, System::Shmsink],
         deadline: Duration::from_secs(60),
+        rate: 0,
         jsonl: None,
     };
     let mut it = args.iter();
@@ -63,6 +70,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--consumers" => o.consumers = list(value, |v| v.parse().ok().filter(|&n| n > 0))?,
             "--systems" => o.systems = list(value, System::parse)?,
             "--deadline-s" => o.deadline = Duration::from_secs(num()?),
+            "--rate" => o.rate = u32::try_from(num()?).map_err(|_| "--rate: too large")?,
             "--jsonl" => o.jsonl = Some(value.into()),
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -135,7 +143,7 @@ fn measure(dir: &Path, o: &Options, system: System, case: Case, consumers: u32, 
     let out = |who: &str| dir.join(format!("{name}.{who}"));
     let role = |r: &str| vec![r.to_string(), system.name().into(), name.clone(), d.clone(), frames.clone()];
     let mut args = role("produce");
-    args.extend([case.name().to_string(), consumers.to_string()]);
+    args.extend([case.name().to_string(), consumers.to_string(), o.rate.to_string()]);
     let mut producer = spawn(&out("producer"), &args);
     let ready = system.ready_file(dir, &name);
     while !ready.exists() && Instant::now() < deadline && producer.try_wait().ok().flatten().is_none() {
@@ -187,7 +195,8 @@ fn run(o: &Options) -> Result<(), String> {
         None => None,
     };
     let mut all: Vec<(Case, u32, System, usize, Outcome)> = Vec::new();
-    println!("1080p RGB, {} frames, {} warm-up frames left out; each run:", o.frames, stats::warmup(o.frames));
+    let pace = if o.rate == 0 { "as fast as they go".to_string() } else { format!("{} a second", o.rate) };
+    println!("1080p RGB, {} frames {pace}, {} warm-up frames left out; each run:", o.frames, stats::warmup(o.frames));
     println!("{}  load", stats::header());
     for rep in 1..=o.reps {
         for &case in &o.cases {
@@ -249,15 +258,16 @@ fn run(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// `produce SYSTEM NAME DIR FRAMES CASE CONSUMERS` or `consume SYSTEM NAME DIR FRAMES`.
+/// `produce SYSTEM NAME DIR FRAMES CASE CONSUMERS RATE` or `consume SYSTEM NAME DIR FRAMES`.
 fn role(args: &[String]) -> Result<(), String> {
     let system = System::parse(&args[1]).ok_or("unknown system")?;
     let (name, dir) = (&args[2], Path::new(&args[3]));
     let frames: usize = args[4].parse().map_err(|_| "frames")?;
-    match (args[0].as_str(), args.get(5), args.get(6)) {
-        ("produce", Some(case), Some(k)) => {
+    match (args[0].as_str(), args.get(5), args.get(6), args.get(7)) {
+        ("produce", Some(case), Some(k), Some(rate)) => {
             let case = Case::parse(case).ok_or("unknown case")?;
-            roles::produce(system, case, name, dir, frames, k.parse().map_err(|_| "consumers")?)
+            let (k, rate) = (k.parse().map_err(|_| "consumers")?, rate.parse().map_err(|_| "rate")?);
+            roles::produce(system, case, name, dir, frames, k, rate)
         }
         ("consume", ..) => roles::consume(system, name, dir, frames),
         _ => Err("bad role arguments".into()),

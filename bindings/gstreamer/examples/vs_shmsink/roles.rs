@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The frames of the benchmark.
-pub const CAPS: &str = "video/x-raw,format=RGB,width=1920,height=1080,framerate=30/1";
+/// The frames of the benchmark, `rate` a second (0: as fast as they go; the caps then say 30).
+fn caps(rate: u32) -> String {
+    format!("video/x-raw,format=RGB,width=1920,height=1080,framerate={}/1", if rate == 0 { 30 } else { rate })
+}
 /// shmsink's area: room for ten frames, like the ten buffers a shmpoolsink's pool can hold at most.
 const SHM_SIZE: usize = 64 << 20;
 /// How long a process waits for its peers to connect or its stream to end.
@@ -187,6 +189,7 @@ pub fn produce(
     dir: &Path,
     frames: usize,
     consumers: u32,
+    rate: u32,
 ) -> Result<(), String> {
     let sink = match system {
         System::Shmpool => {
@@ -198,7 +201,9 @@ pub fn produce(
         ),
     };
     let upstream = match case {
-        Case::Pool => format!("videotestsrc name=up num-buffers={frames} pattern=black ! {CAPS}"),
+        Case::Pool => {
+            format!("videotestsrc name=up num-buffers={frames} pattern=black is-live={} ! {}", rate > 0, caps(rate))
+        }
         Case::Copy => "appsrc name=up format=time block=true".to_string(),
     };
     let pipeline = launch(&format!("{upstream} ! {sink}"))?;
@@ -221,7 +226,7 @@ pub fn produce(
             });
             None
         }
-        Case::Copy => Some(feed_appsrc(&up, frames)?),
+        Case::Copy => Some(feed_appsrc(&up, frames, rate)?),
     };
 
     let (rec, n) = (recorder.clone(), copies.clone());
@@ -253,9 +258,10 @@ pub fn produce(
     Ok(())
 }
 
-/// Pushes `frames` numbered buffers of the feeder's own pool into `appsrc`, then end-of-stream.
-fn feed_appsrc(appsrc: &gst::Element, frames: usize) -> Result<std::thread::JoinHandle<()>, String> {
-    let caps: gst::Caps = CAPS.parse().map_err(|_| "bad caps")?;
+/// Pushes `frames` numbered buffers of the feeder's own pool into `appsrc`, `rate` a second (0: as
+/// fast as it takes them), then end-of-stream.
+fn feed_appsrc(appsrc: &gst::Element, frames: usize, rate: u32) -> Result<std::thread::JoinHandle<()>, String> {
+    let caps: gst::Caps = caps(rate).parse().map_err(|_| "bad caps")?;
     appsrc.set_property("caps", &caps);
     let size = gst_video::VideoInfo::from_caps(&caps).map_err(|e| e.to_string())?.size() as u32;
     let pool = gst::BufferPool::new();
@@ -265,8 +271,13 @@ fn feed_appsrc(appsrc: &gst::Element, frames: usize) -> Result<std::thread::Join
     pool.set_active(true).map_err(|e| e.to_string())?;
     let appsrc = appsrc.clone();
     Ok(std::thread::spawn(move || {
-        let frame = gst::ClockTime::from_nseconds(1_000_000_000 / 30);
+        let frame = gst::ClockTime::from_nseconds(1_000_000_000 / u64::from(rate.max(1)));
+        let start = Instant::now();
         for seq in 0..frames as u64 {
+            if rate > 0 {
+                let due = start + Duration::from_nanos((frame * seq).nseconds());
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
             let Ok(mut buffer) = pool.acquire_buffer(None) else { break };
             {
                 let b = buffer.get_mut().expect("a pool buffer is writable");
