@@ -24,7 +24,8 @@ const META_BYTES: usize = 4096;
 /// Slot size for media whose frame size the caps do not tell.
 const FALLBACK_SLOT_SIZE: usize = 4 << 20;
 /// How long the sources that left a replaced pool have to join its successor once none of them is
-/// still reading the old one (one that died meanwhile is not waited for longer).
+/// still reading the old one (one that died meanwhile is not waited for longer); with drop-oldest,
+/// how long the sink waits for them at most.
 const REJOIN_GRACE: Duration = Duration::from_secs(1);
 
 /// A buffer offset, `None` for GStreamer's "no offset".
@@ -206,9 +207,12 @@ impl ShmpoolSink {
             self.consumers_ready.store(true, Ordering::Release);
         }
         let Some(replaced) = lock(&self.replaced).take() else { return Ok(()) };
+        // A live source (drop-oldest) is not held back by a slow one for longer than the grace.
+        let live = stream.pool.overflow() == shmpool::Overflow::DropOldest;
+        let started = Instant::now();
         let mut old_left_at = None;
         self.wait_until(|| {
-            if stream.pool.stats().consumers >= replaced.sources {
+            if stream.pool.stats().consumers >= replaced.sources || (live && started.elapsed() > REJOIN_GRACE) {
                 return true;
             }
             // Sources still reading the old pool will come; a dead one is removed by reap.
