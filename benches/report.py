@@ -169,6 +169,72 @@ def gst_summary(lines: list[dict]) -> dict:
     return out
 
 
+def read_jsonl(path: pathlib.Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def elements_section(res: pathlib.Path) -> list[str]:
+    """The shmpoolsink/shmpoolsrc vs shmsink/shmsrc rows (examples/vs_shmsink in bindings/gstreamer)."""
+    runs, stall_runs = read_jsonl(res / "gst-elements.jsonl"), read_jsonl(res / "gst-elements-stalls.jsonl")
+    if not runs and not stall_runs:
+        return []
+    md = [
+        "### The elements: shmpoolsink → shmpoolsrc vs shmsink → shmsrc",
+        "",
+        "bindings/gstreamer/benches/vs_shmsink.sh: one sink process, one `source ! fakesink` process per consumer. "
+        "*pool*: `videotestsrc pattern=black` allocates from the sink's proposed pool; *copy*: an appsrc pushes "
+        "frames it drew into its own buffers, so both sinks copy. Latency: CLOCK_MONOTONIC at the sink's pad to the "
+        "source's push, paired by a frame number in the first bytes; CPU: user + system of all processes over the "
+        "measured frames. Medians over the runs; ratios shmpool / shmsink: the median over the repetitions of the "
+        "ratio of the two runs measured one after the other (fps: higher is better; CPU, p99: lower).",
+        "",
+        "| case | consumers | fps | × shmsink | CPU ms/frame | × shmsink | p50 µs | p99 µs | × shmsink | sink copies | runs | stalls |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+
+    def med(rows: list[dict], key: str) -> float:
+        ok = [r[key] for r in rows if not r["stalled"]]
+        return statistics.median(ok) if ok else float("nan")
+
+    for case in ("pool", "copy"):
+        for consumers in (1, 2):
+            pick = lambda system: [  # noqa: E731
+                r for r in runs if r["case"] == case and r["consumers"] == consumers and r["system"] == system
+            ]
+            ours, theirs = pick("shmpoolsink-elements"), pick("shmsink-elements")
+            if not ours:
+                continue
+            # Ratios per repetition (the two runs were measured one after the other), then the median.
+            pairs = [
+                (a, b)
+                for a in ours
+                for b in theirs
+                if a["rep"] == b["rep"] and not (a["stalled"] or a.get("failed") or b["stalled"] or b.get("failed"))
+            ]
+            for name, rows in (("shmpoolsink", ours), ("shmsink", theirs)):
+                x = lambda key: (  # noqa: E731
+                    f"{statistics.median(a[key] / b[key] for a, b in pairs):.2f} ×" if name == "shmpoolsink" and pairs else ""
+                )
+                md.append(
+                    f"| {case}: {name} | {consumers} | {med(rows, 'fps'):.0f} | {x('fps')} | {med(rows, 'cpu_ms'):.3f} | "
+                    f"{x('cpu_ms')} | {med(rows, 'p50_us'):.0f} | {med(rows, 'p99_us'):.0f} | {x('p99_us')} | "
+                    f"{max((r['copies'] for r in rows), default=0)} | {len(rows)} | {sum(r['stalled'] for r in rows)} |"
+                )
+    if stall_runs:
+        for system in ("shmpoolsink-elements", "shmsink-elements"):
+            rows = [r for r in stall_runs if r["system"] == system]
+            if not rows:
+                continue
+            md.append(
+                f"\nStall test, {system.split('-')[0]} → 2 sources: {sum(r['stalled'] for r in rows)} stalls in "
+                f"{len(rows)} runs (median {med(rows, 'fps'):.0f} fps)."
+            )
+    md.append("")
+    return md
+
+
 def plot_frames(g: dict, path: pathlib.Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     labels, values, errs, colors = [], [], [], []
@@ -391,6 +457,7 @@ def main() -> None:
             f"{s['min']:.0f} | {s['max']:.0f} | {s['runs']} | {s['stalls']} |"
         )
     md += ["", f"Source alone (`videotestsrc ! fakesink`, same timing, every repetition): median {g['source']:.0f} fps.", ""]
+    md += elements_section(res)
     if py:
         md += [
             "## Python: 8 MiB ndarray handoff",

@@ -8,7 +8,10 @@
 #      2 work-queue) against futex ping-pong, pipe, Unix socket, TCP loopback and iceoryx2, for
 #      64 B, 64 KiB, 1 MiB, 8 MiB and 1080p RGB payloads (`shmpool bench --compare`)
 #   3. 1080p RGB frames through GStreamer: gst_to_pool -> pool_to_gst against shmsink -> shmsrc,
-#      one and two consumers, repeated (20 times; 3 with --quick) to catch stalls
+#      one and two consumers, repeated (20 times; 3 with --quick) to catch stalls; then the elements
+#      shmpoolsink -> shmpoolsrc against shmsink -> shmsrc (bindings/gstreamer/benches/vs_shmsink.sh):
+#      shmpoolsink -> 2 shmpoolsrc in as many repetitions (stalls counted), and fps, CPU, latency, copies with
+#      videotestsrc into the proposed pool and with an appsrc that the sinks copy from
 #   4. Python: 8 MiB ndarray handoff, shmpool vs multiprocessing.Queue vs shared_memory
 #   5. host/worker: NerfBaselines' 33.2 MB frame echoed through pip `nerfbaselines` (installed into
 #      a separate virtual environment, target/nerfbaselines-venv: never a test dependency) and
@@ -24,7 +27,7 @@ QUICK=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -42,6 +45,7 @@ PY=.venv/bin/python
 step "build"
 cargo build --release --locked --quiet -p shmpool-cli --features iceoryx2-bench --bin shmpool
 make -s build/c/gst_to_pool build/c/pool_to_gst build/c/shmsink_bench >/dev/null
+cargo build --release --locked --quiet -p gst-plugin-shmpool --lib --example vs_shmsink
 (cd bindings/python && VIRTUAL_ENV="$PWD/../../.venv" PATH="$PWD/../../.venv/bin:$PATH" \
   maturin develop --release --locked --quiet)
 SHMPOOL=target/release/shmpool
@@ -127,6 +131,22 @@ for rep in $(seq "$REPS"); do
     run_shmsink "$consumers" "$rep"
   done
 done
+
+# The elements: stalls over the same repetitions (2 consumers; shmsink's are counted above), then
+# the cases side by side.
+GST_PLUGIN_DIR=$(mktemp -d)
+ln -s "$PWD/target/release/libgstshmpool.so" "$GST_PLUGIN_DIR/"
+elements() {
+  GST_PLUGIN_PATH="$GST_PLUGIN_DIR" GST_REGISTRY="$GST_PLUGIN_DIR/registry.bin" \
+    target/release/examples/vs_shmsink --frames "$FRAMES" --deadline-s "$TIMEOUT_S" "$@"
+}
+elements --reps "$REPS" --cases pool --consumers 2 --systems shmpool --jsonl "$OUT/gst-elements-stalls.jsonl" \
+  >"$OUT/gst-elements-stalls.txt" 2>"$OUT/gst-elements-stalls.log" || true
+sed -n '/^medians/,$p' "$OUT/gst-elements-stalls.txt" | sed 's/^/  /'
+elements --reps "$([ $QUICK = 1 ] && echo 1 || echo 3)" --cases pool,copy --consumers 1,2 \
+  --jsonl "$OUT/gst-elements.jsonl" >"$OUT/gst-elements.txt" 2>"$OUT/gst-elements.log" || true
+sed -n '/^medians/,$p' "$OUT/gst-elements.txt" | sed 's/^/  /'
+rm -rf "$GST_PLUGIN_DIR"
 
 step "4/5 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
 py_args=(--json); [ $QUICK = 1 ] && py_args+=(--frames 100 --queue-frames 20)

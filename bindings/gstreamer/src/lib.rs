@@ -16,9 +16,13 @@ mod lease;
 pub mod shmpoolsink;
 pub mod shmpoolsrc;
 mod slotpool;
-mod takeover;
 
 use gst::glib;
+
+/// The `directory` property as the pool API takes it (empty: the default directory).
+fn pool_directory(dir: &str) -> Option<&std::path::Path> {
+    (!dir.is_empty()).then(|| std::path::Path::new(dir))
+}
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     shmpoolsink::register(plugin)?;

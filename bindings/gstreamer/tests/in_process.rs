@@ -127,3 +127,58 @@ fn a_plain_consumer_sees_height_width_channels_u8_arrays_equal_to_the_frames() {
     drop((eos, consumer, pool));
     env.finish(sink, LIMIT);
 }
+
+#[test]
+fn caps_that_grow_mid_stream_get_a_larger_pool_and_two_sources_every_frame_without_a_copy() {
+    init();
+    let mut env = Env::new("grow");
+    let d = env.d();
+    // Slow sources (20 ms a frame) are still draining the old pool when the new one is made.
+    let sources: Vec<Proc> = (0..2)
+        .map(|_| {
+            let source = format!("shmpoolsrc pool=g directory={d} timeout=20000000000");
+            env.launch("-v", &format!("{source} ! identity sleep-time=20000 ! checksumsink"))
+        })
+        .collect();
+    let caps = |w: u32, h: u32| format!("video/x-raw,format=RGB,width={w},height={h},framerate=30/1");
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=40 pattern=ball ! capsfilter name=f caps={} ! \
+         shmpoolsink name=s pool=g directory={d} wait-for-consumers=2",
+        caps(320, 240)
+    ))
+    .unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let (filter, sink) = (bin.by_name("f").unwrap(), bin.by_name("s").unwrap());
+    // What reached the sink, as checksumsink prints it; after 15 frames the caps grow 4 times
+    // (videotestsrc renegotiates and asks the sink for a pool again).
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = sent.clone();
+    let bigger: gst::Caps = caps(640, 480).parse().unwrap();
+    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let buffer = info.buffer().unwrap();
+        let sum = gst::glib::compute_checksum_for_data(gst::glib::ChecksumType::Sha1, &buffer.map_readable().unwrap());
+        let mut sent = record.lock().unwrap();
+        sent.push((buffer.pts().display().to_string(), sum.unwrap().to_string()));
+        if sent.len() == 15 {
+            filter.set_property("caps", &bigger);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    wait_eos(&pipeline);
+    let stats = sink.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stat = |f: &str| stats.get::<u64>(f).unwrap();
+    assert_eq!((stat("frames"), stat("copies"), stat("resized")), (40, 0, 1), "{stats}");
+
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 40);
+    for source in sources {
+        let log = env.finish(source, LIMIT);
+        assert_same(&checksums(&log), &sent, "frames through the grown pool");
+        let caps = caps_of(&log, "checksumsink0");
+        assert_eq!(caps.len(), 2, "two caps expected: {caps:?}");
+        assert!(caps[0].contains("width=(int)320") && caps[1].contains("width=(int)640"), "{caps:?}");
+    }
+    assert!(env.leftovers().is_empty(), "left: {:?}", env.leftovers());
+}

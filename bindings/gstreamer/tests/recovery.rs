@@ -58,6 +58,28 @@ fn a_source_without_producer_fails_after_its_timeout_and_gc_removes_the_dead_poo
 }
 
 #[test]
+fn a_source_waiting_on_the_orphaned_pool_of_a_killed_sink_sleeps() {
+    let mut env = Env::new("idle");
+    let d = env.d();
+    let sink = live_sink(&mut env, "i");
+    let src = env.launch("", &format!("shmpoolsrc pool=i directory={d} timeout=0 ! checksumsink"));
+    frames_seen(&mut env, src, 3);
+    env.kill9(sink);
+    let pool = shmpool::Pool::open_in("i", Some(&env.dir)).unwrap();
+    let start = std::time::Instant::now();
+    while !pool.stats().orphaned {
+        assert!(start.elapsed() < LIMIT, "the pool of a killed sink is not orphaned");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The pool answers Orphaned at once to every receive: a source that retried at once would
+    // use a whole CPU (or what a loaded machine leaves it) over this second.
+    let before = env.cpu_seconds(src);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = env.cpu_seconds(src) - before;
+    assert!(used < 0.2, "the waiting source used {used:.2} s of CPU in 1 s");
+}
+
+#[test]
 fn a_source_started_first_waits_for_the_pool() {
     let mut env = Env::new("early");
     let d = env.d();

@@ -6,7 +6,6 @@ use crate::frame_meta::{FrameMeta, Kind, HEADER_LEN};
 use crate::interruptible::{self, Interrupted};
 use crate::lease::Leases;
 use crate::slotpool::SlotPool;
-use crate::takeover;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -15,6 +14,7 @@ use gst_base::subclass::prelude::*;
 use shmpool::{Config, Pool, Producer, WriteBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 static CAT: LazyLock<gst::DebugCategory> =
     LazyLock::new(|| gst::DebugCategory::new("shmpoolsink", gst::DebugColorFlags::empty(), Some("shmpool sink")));
@@ -23,6 +23,10 @@ static CAT: LazyLock<gst::DebugCategory> =
 const META_BYTES: usize = 4096;
 /// Slot size for media whose frame size the caps do not tell.
 const FALLBACK_SLOT_SIZE: usize = 4 << 20;
+/// How long the sources that left a replaced pool have to join its successor once none of them is
+/// still reading the old one (one that died meanwhile is not waited for longer); with drop-oldest,
+/// how long the sink waits for them at most.
+const REJOIN_GRACE: Duration = Duration::from_secs(1);
 
 /// A buffer offset, `None` for GStreamer's "no offset".
 fn known_offset(offset: u64) -> Option<u64> {
@@ -73,6 +77,13 @@ struct CapsState {
     shape: Option<ArrayShape>,
 }
 
+/// A pool replaced by a larger one: the sources reading it drain it, then open its successor.
+struct Replaced {
+    old: Pool,
+    /// Sources attached to the old pool when it was replaced.
+    sources: u32,
+}
+
 #[derive(Default, Clone, Copy)]
 struct Counters {
     /// Buffers published.
@@ -81,6 +92,8 @@ struct Counters {
     copies: u64,
     /// Buffers a broadcast pool discarded because no source was attached.
     discarded: u64,
+    /// Pools replaced by larger ones because the caps grew.
+    resized: u64,
 }
 
 #[derive(Default)]
@@ -89,18 +102,37 @@ pub struct ShmpoolSink {
     stream: Mutex<Option<Arc<Stream>>>,
     caps: Mutex<CapsState>,
     counters: Mutex<Counters>,
+    replaced: Mutex<Option<Replaced>>,
     consumers_ready: AtomicBool,
     unlocked: AtomicBool,
 }
 
 impl ShmpoolSink {
     /// The stream, creating the pool if needed; `frame_size` sizes the slots unless `slot-size` does.
+    /// A frame larger than the slots (caps that grew) replaces the pool under the same name by one
+    /// whose slots fit it, unless `slot-size` is set: its sources drain the old pool, get it closed,
+    /// and open the new one, which [`Self::wait_for_sources`] waits for before publishing.
     fn ensure_stream(&self, frame_size: Option<usize>) -> Result<Arc<Stream>, String> {
         let mut stream = lock(&self.stream);
-        if let Some(s) = stream.as_ref() {
-            return Ok(s.clone());
-        }
         let settings = lock(&self.settings).clone();
+        if let Some(s) = stream.as_ref() {
+            let grows = settings.slot_size == 0 && frame_size.is_some_and(|n| n > s.pool.slot_size());
+            if !grows {
+                return Ok(s.clone());
+            }
+            s.pool.reap();
+            let replaced = Replaced { old: s.pool.clone(), sources: s.pool.stats().consumers };
+            s.pool.shutdown();
+            gst::info!(
+                CAT,
+                imp = self,
+                "frames of {frame_size:?} bytes: replacing the pool of {}-byte slots",
+                s.pool.slot_size()
+            );
+            *stream = None;
+            *lock(&self.replaced) = Some(replaced);
+            lock(&self.counters).resized += 1;
+        }
         let slot_size = match settings.slot_size {
             0 => frame_size.unwrap_or(FALLBACK_SLOT_SIZE),
             n => usize::try_from(n).map_err(|_| "slot-size too large".to_string())?,
@@ -109,10 +141,15 @@ impl ShmpoolSink {
             .mode(settings.mode.into())
             .overflow(settings.overflow.into())
             .meta_bytes(META_BYTES);
-        if let Some(dir) = takeover::directory(&settings.directory) {
+        if let Some(dir) = crate::pool_directory(&settings.directory) {
             config = config.directory(dir);
         }
-        let pool = takeover::create_or_replace(&settings.pool, &config)?;
+        // A pool left by a killed sink is taken over (or replaced) under the same name by the core
+        // (shmpool's restart rules): only a live producer's pool is refused.
+        let pool = Pool::create(&settings.pool, &config).map_err(|e| match e {
+            shmpool::Error::AlreadyExists { .. } => format!("pool {:?} is in use by a live producer", settings.pool),
+            e => format!("creating pool {:?}: {e}", settings.pool),
+        })?;
         let producer = Arc::new(pool.producer().map_err(|e| format!("joining pool {:?}: {e}", settings.pool))?);
         gst::info!(
             CAT,
@@ -147,23 +184,44 @@ impl ShmpoolSink {
         }
     }
 
-    /// Holds the first buffer until `wait-for-consumers` sources are attached.
-    fn wait_for_consumers(&self, stream: &Stream) -> Result<(), gst::FlowError> {
-        if self.consumers_ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let wanted = lock(&self.settings).wait_for_consumers;
+    /// Polls `done` until it holds; a flush interrupts, a pause resumes.
+    fn wait_until(&self, mut done: impl FnMut() -> bool) -> Result<(), gst::FlowError> {
         self.retry_after_unlock(|| loop {
-            if stream.pool.stats().consumers >= wanted {
+            if done() {
                 return Ok(());
             }
             if self.unlocked.load(Ordering::Acquire) {
                 return Err(Interrupted::Flushing);
             }
             std::thread::sleep(interruptible::STEP / 5);
-        })?;
-        self.consumers_ready.store(true, Ordering::Release);
-        Ok(())
+        })
+    }
+
+    /// Holds the first buffer until `wait-for-consumers` sources are attached, and the first one
+    /// after a pool was replaced until the sources of the old pool are attached to the new one (so
+    /// that a broadcast pool does not publish frames they would miss).
+    fn wait_for_sources(&self, stream: &Stream) -> Result<(), gst::FlowError> {
+        if !self.consumers_ready.load(Ordering::Acquire) {
+            let wanted = lock(&self.settings).wait_for_consumers;
+            self.wait_until(|| stream.pool.stats().consumers >= wanted)?;
+            self.consumers_ready.store(true, Ordering::Release);
+        }
+        let Some(replaced) = lock(&self.replaced).take() else { return Ok(()) };
+        // A live source (drop-oldest) is not held back by a slow one for longer than the grace.
+        let live = stream.pool.overflow() == shmpool::Overflow::DropOldest;
+        let started = Instant::now();
+        let mut old_left_at = None;
+        self.wait_until(|| {
+            if stream.pool.stats().consumers >= replaced.sources || (live && started.elapsed() > REJOIN_GRACE) {
+                return true;
+            }
+            // Sources still reading the old pool will come; a dead one is removed by reap.
+            replaced.old.reap();
+            if replaced.old.stats().consumers > 0 {
+                return false;
+            }
+            old_left_at.get_or_insert_with(Instant::now).elapsed() > REJOIN_GRACE
+        })
     }
 
     fn acquire(&self, stream: &Stream) -> Result<WriteBuf, gst::FlowError> {
@@ -210,6 +268,7 @@ impl ShmpoolSink {
             .field("copies", c.copies)
             .field("zero-copy", c.frames - c.copies)
             .field("discarded", c.discarded)
+            .field("resized", c.resized)
             .field("dropped", pool.as_ref().map_or(0, |p| p.dropped))
             .field("consumers", pool.as_ref().map_or(0, |p| p.consumers))
             .build()
@@ -250,7 +309,10 @@ impl ObjectImpl for ShmpoolSink {
                     .build(),
                 glib::ParamSpecUInt64::builder("slot-size")
                     .nick("Slot size")
-                    .blurb("Bytes per slot (0: the frame size of the first caps, 4 MiB for non-video)")
+                    .blurb(
+                        "Bytes per slot (0: the frame size of the caps, 4 MiB for non-video; caps with larger \
+                         frames replace the pool by a larger one)",
+                    )
                     .default_value(0)
                     .mutable_ready()
                     .build(),
@@ -273,7 +335,7 @@ impl ObjectImpl for ShmpoolSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("frames, copies, zero-copy, discarded, dropped, consumers")
+                    .blurb("frames, copies, zero-copy, discarded, resized, dropped, consumers")
                     .read_only()
                     .build(),
             ]
@@ -354,6 +416,7 @@ impl BaseSinkImpl for ShmpoolSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         *lock(&self.counters) = Counters::default();
         *lock(&self.caps) = CapsState::default();
+        *lock(&self.replaced) = None;
         self.consumers_ready.store(false, Ordering::Release);
         if lock(&self.settings).slot_size > 0 {
             self.ensure_stream(None).map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ["{e}"]))?;
@@ -414,7 +477,7 @@ impl BaseSinkImpl for ShmpoolSink {
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let stream = self.stream()?;
-        self.wait_for_consumers(&stream)?;
+        self.wait_for_sources(&stream)?;
         let caps = lock(&self.caps).clone();
         let size = buffer.size();
         let (mut slot, copied) = match stream.leases.reclaim(buffer) {

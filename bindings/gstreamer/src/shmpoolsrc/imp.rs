@@ -3,7 +3,6 @@
 use crate::frame_meta::{FrameMeta, Kind};
 use crate::interruptible::{self, Interrupted};
 use crate::shmpoolsink::DEFAULT_POOL;
-use crate::takeover;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -93,7 +92,7 @@ impl ShmpoolSrc {
 
     /// Opens the pool if it exists now.
     fn attach(&self, settings: &Settings) -> Result<Option<Attached>, gst::FlowError> {
-        let opened = Pool::open_in(&settings.pool, takeover::directory(&settings.directory))
+        let opened = Pool::open_in(&settings.pool, crate::pool_directory(&settings.directory))
             .and_then(|pool| pool.consumer().map(|consumer| (pool, consumer)));
         match opened {
             Ok((pool, consumer)) => {
@@ -147,15 +146,17 @@ impl ShmpoolSrc {
                 Ok(Next::Frame(buf))
             }
             Ok(None) => {
-                let alive = takeover::live_producer(&attached.pool).is_some();
+                let alive = attached.pool.stats().producer_alive;
                 self.check_orphaned(state, settings, alive)?;
                 Ok(Next::Wait)
             }
             Err(Interrupted::Flushing) => Err(gst::FlowError::Flushing),
             // The sink died without closing its pool: wait for a restarted one to take it over,
             // as long as the timeout allows.
+            // The pool says so at once on every call: poll, do not spin.
             Err(Interrupted::Pool(Error::Orphaned)) => {
                 self.check_orphaned(state, settings, false)?;
+                std::thread::sleep(interruptible::STEP / 5);
                 Ok(Next::Wait)
             }
             Err(Interrupted::Pool(Error::Closed)) => {

@@ -124,6 +124,17 @@ impl Env {
         }
     }
 
+    /// CPU seconds (user + system) the process used so far.
+    pub fn cpu_seconds(&self, p: Proc) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.procs[p.0].id())).unwrap();
+        // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+        // 13th, in USER_HZ (100 a second on Linux).
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill9(&mut self, p: Proc) {
         let child = &mut self.procs[p.0];
