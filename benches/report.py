@@ -2,7 +2,8 @@
 
 Usage: python benches/report.py RESULTS_DIR [--measure-seconds S]
 RESULTS_DIR holds machine.json, ipc.json (shmpool bench --compare --json), gst.jsonl, python.txt
-(handoff.py --json output); criterion's estimates are read from target/criterion.
+(handoff.py --json output), async_rust.json and async_python.json (examples/async_handoff.rs and
+bindings/python/benches/async_handoff.py --json); criterion's estimates are read from target/criterion.
 """
 
 from __future__ import annotations
@@ -228,6 +229,44 @@ def nerfbaselines_table(rows: dict) -> list[str]:
     return md + [""]
 
 
+def event_loop_section(rust: dict | None, python: dict | None) -> list[str]:
+    """The one-way hand-off of the event-loop APIs against the blocking recv of the same run
+    (async_rust.json, async_python.json) as markdown; empty without either."""
+    if not rust and not python:
+        return []
+    md = [
+        "## Event loops: one-way hand-off",
+        "",
+        "A producer process publishes to a consumer process through a one-slot pool (one buffer in flight), "
+        "pausing before each publication so that the consumer is asleep and every hand-off is a real wake-up; "
+        "latency = the consumer's CLOCK_MONOTONIC when its receive returned minus the producer's stamp, written "
+        "into the buffer just before `publish`. Each API waits in turn in the same run (alternating, pooled "
+        "over the rounds). Rust: examples/async_handoff.rs, `recv_async` on a current-thread tokio runtime "
+        "vs the blocking `recv`; Python: bindings/python/benches/async_handoff.py, `await consumer.arecv()` on "
+        "asyncio vs `consumer.recv()`.",
+        "",
+        "| consumer | payload | blocking p50 | p99 | event loop p50 | p99 | p50 ratio | p99 ratio |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, data, blocking, looped in (
+        ("Rust, tokio", rust, "recv", "recv_async"),
+        ("Python, asyncio", python, "recv", "arecv"),
+    ):
+        if not data:
+            continue
+        rows = {(r["size"], r["api"]): r for r in data["rows"]}
+        for size in sorted({r["size"] for r in data["rows"]}):
+            b, a = rows.get((size, blocking)), rows.get((size, looped))
+            if not b or not a:
+                continue
+            md.append(
+                f"| {label} (`{looped}` vs `{blocking}`) | {size_name(size)} | {ns(b['p50_ns'])} | {ns(b['p99_ns'])} "
+                f"| {ns(a['p50_ns'])} | {ns(a['p99_ns'])} | {a['p50_ns'] / b['p50_ns']:.2f} × "
+                f"| {a['p99_ns'] / b['p99_ns']:.2f} × |"
+            )
+    return md + [""]
+
+
 def criterion_results() -> list[tuple[str, float]]:
     out = []
     for bench in sorted((ROOT / "target" / "criterion").glob("**/new/benchmark.json")):
@@ -391,6 +430,8 @@ def main() -> None:
     nb = res / "nerfbaselines.json"
     if nb.exists():
         md += nerfbaselines_table(json.loads(nb.read_text()))
+    loaded = [json.loads(f.read_text()) if f.exists() else None for f in (res / "async_rust.json", res / "async_python.json")]
+    md += event_loop_section(*loaded)
     if crit:
         md += [
             "## In-process micro-benchmarks (criterion, benches/exchange.rs)",
