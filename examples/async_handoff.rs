@@ -10,7 +10,9 @@
 //! it, waits a pause (so the consumer is asleep: every hand-off is a real wake-up), writes its
 //! CLOCK_MONOTONIC into the first 8 bytes and publishes. Latency = the consumer's clock when the
 //! receive returned minus that stamp. Each round measures every cell once, alternating the APIs,
-//! and the samples of all rounds are pooled; the table prints p50/p99 and tokio / blocking.
+//! and the samples of all rounds are pooled; the table prints p50/p99 and tokio / blocking, and
+//! the median (lowest–highest) of the rounds' p50 ratios: the two APIs of a round ran back to
+//! back, so that ratio is the least disturbed by a shared machine's load.
 
 use shmpool::{monotonic_ns, Config, Consumer, Pool};
 use std::path::{Path, PathBuf};
@@ -160,12 +162,17 @@ fn main() -> ExitCode {
 
     let apis = [Api::Blocking, Api::Tokio];
     let mut samples = vec![Vec::new(); SIZES.len() * apis.len()];
+    let mut round_p50s = vec![Vec::new(); SIZES.len() * apis.len()];
     for round in 0..options.rounds {
         for (s, &(_, size)) in SIZES.iter().enumerate() {
             // Alternate which API goes first, so that neither always gets the warmer machine.
             for k in 0..apis.len() {
                 let a = (k + round) % apis.len();
-                cell(&dir, size, apis[a], options.messages, &rt, &mut samples[s * apis.len() + a]);
+                let mut got = Vec::with_capacity(options.messages);
+                cell(&dir, size, apis[a], options.messages, &rt, &mut got);
+                got.sort_unstable();
+                round_p50s[s * apis.len() + a].push(percentile(&got, 500));
+                samples[s * apis.len() + a].extend(got);
             }
         }
     }
@@ -178,7 +185,7 @@ fn main() -> ExitCode {
         PAUSE.as_micros()
     );
     println!(
-        "{:<7} {:>14} {:>14} {:>16} {:>16} {:>9} {:>9}",
+        "{:<7} {:>14} {:>14} {:>16} {:>16} {:>9} {:>9}  x p50 per round",
         "size", "recv p50", "recv p99", "recv_async p50", "recv_async p99", "x p50", "x p99"
     );
     let mut json = Vec::new();
@@ -188,22 +195,34 @@ fn main() -> ExitCode {
             let v = &mut samples[s * apis.len() + a];
             v.sort_unstable();
             let (p50, p99) = (percentile(v, 500), percentile(v, 990));
+            let rounds: Vec<String> = round_p50s[s * apis.len() + a].iter().map(u64::to_string).collect();
             json.push(format!(
-                "{{\"size\": {size}, \"api\": \"{}\", \"count\": {}, \"p50_ns\": {p50}, \"p99_ns\": {p99}}}",
+                "{{\"size\": {size}, \"api\": \"{}\", \"count\": {}, \"p50_ns\": {p50}, \"p99_ns\": {p99}, \
+                 \"round_p50_ns\": [{}]}}",
                 api.name(),
-                v.len()
+                v.len(),
+                rounds.join(", ")
             ));
             stats.push((p50, p99));
         }
         let (b, t) = (stats[0], stats[1]);
+        let mut ratios: Vec<f64> = round_p50s[s * apis.len()]
+            .iter()
+            .zip(&round_p50s[s * apis.len() + 1])
+            .map(|(&b, &t)| t as f64 / b.max(1) as f64)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
         println!(
-            "{label:<7} {:>11} ns {:>11} ns {:>13} ns {:>13} ns {:>8.2}x {:>8.2}x",
+            "{label:<7} {:>11} ns {:>11} ns {:>13} ns {:>13} ns {:>8.2}x {:>8.2}x  {:.2}x ({:.2}-{:.2})",
             b.0,
             b.1,
             t.0,
             t.1,
             t.0 as f64 / b.0 as f64,
-            t.1 as f64 / b.1 as f64
+            t.1 as f64 / b.1 as f64,
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
         );
     }
     if let Some(path) = options.json {

@@ -5,7 +5,12 @@ One buffer in flight (a one-slot pool): the producer takes the slot once the con
 waits a pause (so the consumer is asleep: every hand-off is a real wake-up), writes its
 CLOCK_MONOTONIC into the first 8 bytes and publishes. Latency = the consumer's clock when the
 receive returned minus that stamp. Each round measures every cell once, alternating which API goes
-first; the samples of all rounds are pooled.
+first; the samples of all rounds are pooled, and the median (lowest-highest) of the rounds' p50
+ratios is printed too (the two APIs of a round ran back to back: the least disturbed by the load).
+
+asyncio's own cost, measured the same way in every round: an 8-byte stamp through a pipe, a
+blocking ``os.read`` against a non-blocking one awaited with the very helper ``arecv`` uses
+(``shmpool._aio.until``: ``add_reader`` plus ``asyncio.wait_for`` per wait).
 
 Usage: python bindings/python/benches/async_handoff.py [--messages N] [--rounds R] [--json PATH]
 Noisy on a shared 2-vCPU machine: compare the ratios of one run, not numbers across runs.
@@ -25,6 +30,7 @@ import time
 import numpy as np
 
 import shmpool
+from shmpool._aio import until
 
 SIZES = [("64 B", 64), ("8 MiB", 8 << 20)]
 PAUSE = 300e-6  # seconds before each publication: longer than any spinning, so the consumer sleeps
@@ -81,6 +87,45 @@ def cell(directory: str, size: int, api: str, count: int, out: list) -> None:
             raise RuntimeError(f"the producer exited with {producer.exitcode}")
 
 
+def pipe_writer(w: int, count: int) -> None:
+    for _ in range(count):
+        time.sleep(PAUSE)
+        os.write(w, time.monotonic_ns().to_bytes(8, "little"))
+
+
+def pipe_cell(api: str, count: int, out: list) -> None:
+    """The pipe baseline: `api` is "read" (blocking) or "until" (asyncio, as arecv waits)."""
+    r, w = os.pipe()
+    writer = mp.get_context("fork").Process(target=pipe_writer, args=(w, count))
+    writer.start()
+    os.close(w)
+    try:
+        if api == "read":
+            for _ in range(count):
+                stamp = os.read(r, 8)
+                out.append(time.monotonic_ns() - int.from_bytes(stamp, "little"))
+        else:
+            os.set_blocking(r, False)
+
+            def attempt():
+                try:
+                    return os.read(r, 8)
+                except BlockingIOError:
+                    return None
+
+            async def receive():
+                for _ in range(count):
+                    stamp = await until(r, attempt, DEADLINE)
+                    out.append(time.monotonic_ns() - int.from_bytes(stamp, "little"))
+
+            asyncio.run(receive())
+    finally:
+        writer.join(DEADLINE)
+        if writer.is_alive():
+            writer.kill()
+        os.close(r)
+
+
 def percentile(sorted_ns: list, per_mille: int) -> int:
     return sorted_ns[min(len(sorted_ns) * per_mille // 1000, len(sorted_ns) - 1)]
 
@@ -95,12 +140,23 @@ def main() -> None:
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     directory = tempfile.mkdtemp(prefix="shmpool-async-handoff-", dir=base)
     samples: dict = {(size, api): [] for _, size in SIZES for api in apis}
+    round_p50s: dict = {(size, api): [] for _, size in SIZES for api in apis}
+    samples[("pipe", "read")], samples[("pipe", "until")] = [], []
+    round_p50s[("pipe", "read")], round_p50s[("pipe", "until")] = [], []
     try:
         for r in range(args.rounds):
             for _, size in SIZES:
                 for k in range(len(apis)):
                     api = apis[(k + r) % len(apis)]
-                    cell(directory, size, api, args.messages, samples[(size, api)])
+                    got: list = []
+                    cell(directory, size, api, args.messages, got)
+                    round_p50s[(size, api)].append(percentile(sorted(got), 500))
+                    samples[(size, api)] += got
+            for api in ("read", "until") if r % 2 == 0 else ("until", "read"):
+                got = []
+                pipe_cell(api, args.messages, got)
+                round_p50s[("pipe", api)].append(percentile(sorted(got), 500))
+                samples[("pipe", api)] += got
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -108,22 +164,41 @@ def main() -> None:
         f"one-way hand-off, {args.messages} messages x {args.rounds} rounds per cell, {PAUSE * 1e6:.0f} µs pause, "
         "producer and consumer in two Python processes"
     )
-    print(f"{'size':<7} {'recv p50':>12} {'recv p99':>12} {'arecv p50':>12} {'arecv p99':>12} {'x p50':>7} {'x p99':>7}")
+    print(
+        f"{'size':<7} {'recv p50':>12} {'recv p99':>12} {'arecv p50':>12} {'arecv p99':>12} {'x p50':>7} {'x p99':>7}"
+        "  x p50 per round"
+    )
     rows = []
     for label, size in SIZES:
         stat = {}
         for api in apis:
             v = sorted(samples[(size, api)])
             stat[api] = (percentile(v, 500), percentile(v, 990))
-            rows.append({"size": size, "api": api, "count": len(v), "p50_ns": stat[api][0], "p99_ns": stat[api][1]})
+            rows.append(
+                {
+                    "size": size,
+                    "api": api,
+                    "count": len(v),
+                    "p50_ns": stat[api][0],
+                    "p99_ns": stat[api][1],
+                    "round_p50_ns": round_p50s[(size, api)],
+                }
+            )
         b, a = stat["recv"], stat["arecv"]
+        ratios = sorted(x / max(y, 1) for x, y in zip(round_p50s[(size, "arecv")], round_p50s[(size, "recv")]))
         print(
             f"{label:<7} {b[0] / 1e3:>9.1f} µs {b[1] / 1e3:>9.1f} µs {a[0] / 1e3:>9.1f} µs {a[1] / 1e3:>9.1f} µs "
-            f"{a[0] / b[0]:>6.2f}x {a[1] / b[1]:>6.2f}x"
+            f"{a[0] / b[0]:>6.2f}x {a[1] / b[1]:>6.2f}x  {ratios[len(ratios) // 2]:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
         )
+    pipe = {}
+    for api in ("read", "until"):
+        v = sorted(samples[("pipe", api)])
+        pipe[api] = {"p50_ns": percentile(v, 500), "p99_ns": percentile(v, 990), "round_p50_ns": round_p50s[("pipe", api)]}
+    b, a = pipe["read"]["p50_ns"], pipe["until"]["p50_ns"]
+    print(f"asyncio's own cost, a pipe: blocking read p50 {b / 1e3:.1f} µs, awaited as arecv waits {a / 1e3:.1f} µs: {a / b:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"pause_us": PAUSE * 1e6, "rows": rows}, f)
+            json.dump({"pause_us": PAUSE * 1e6, "rows": rows, "pipe": pipe}, f)
 
 
 if __name__ == "__main__":
