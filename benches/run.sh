@@ -144,7 +144,7 @@ nb_rounds=50; [ $QUICK = 1 ] && nb_rounds=15
   --rounds "$nb_rounds" --json "$OUT/nerfbaselines.json" 2>/dev/null | tee "$OUT/nerfbaselines.txt" | sed 's/^/  /'
 
 step "6/6 event loops: one-way hand-off, tokio and asyncio vs blocking recv"
-async_args=(); [ $QUICK = 1 ] && async_args=(--messages 500 --rounds 2)
+async_args=(); [ $QUICK = 1 ] && async_args=(--messages 300 --rounds 3)
 target/release/examples/async_handoff "${async_args[@]}" --json "$OUT/async_rust.json" | sed 's/^/  /'
 "$PY" bindings/python/benches/async_handoff.py "${async_args[@]}" --json "$OUT/async_python.json" | sed 's/^/  /'
 

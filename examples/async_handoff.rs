@@ -13,14 +13,26 @@
 //! and the samples of all rounds are pooled; the table prints p50/p99 and tokio / blocking, and
 //! the median (lowest–highest) of the rounds' p50 ratios: the two APIs of a round ran back to
 //! back, so that ratio is the least disturbed by a shared machine's load.
+//!
+//! tokio's own cost, measured the same way in every round: an 8-byte stamp through a Unix
+//! socket, a blocking `read` against tokio's `readable().await` + `try_read`.
 
 use shmpool::{monotonic_ns, Config, Consumer, Pool};
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-/// Sizes measured: (label, payload bytes).
-const SIZES: [(&str, usize); 2] = [("64 B", 64), ("8 MiB", 8 << 20)];
+/// What a hand-off goes through: a pool slot of that many bytes, or (the baseline) a Unix socket.
+#[derive(Clone, Copy)]
+enum Via {
+    Pool(usize),
+    Socket,
+}
+
+/// The rows measured: (label, what).
+const ROWS: [(&str, Via); 3] = [("64 B", Via::Pool(64)), ("8 MiB", Via::Pool(8 << 20)), ("socket", Via::Socket)];
 /// The producer's pause before each publication: longer than any spinning, so waiters sleep.
 const PAUSE: Duration = Duration::from_micros(300);
 /// The longest any single wait of the benchmark may take before it is called a failure.
@@ -48,7 +60,7 @@ struct Options {
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { messages: 2_000, rounds: 3, json: None };
+    let mut o = Options { messages: 1_000, rounds: 6, json: None };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
@@ -74,6 +86,16 @@ fn produce(name: &str, dir: &Path, size: usize, count: usize) -> shmpool::Result
         buf[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
         buf.set_len(size)?;
         buf.publish()?;
+    }
+    Ok(())
+}
+
+/// The baseline's producer process: `--produce-socket PATH COUNT`.
+fn produce_socket(path: &Path, count: usize) -> std::io::Result<()> {
+    let mut socket = UnixStream::connect(path)?;
+    for _ in 0..count {
+        std::thread::sleep(PAUSE);
+        socket.write_all(&monotonic_ns().to_le_bytes())?;
     }
     Ok(())
 }
@@ -105,20 +127,65 @@ fn receive(consumer: &mut Consumer, api: Api, count: usize, rt: &tokio::runtime:
     }
 }
 
-/// One cell: a fresh one-slot pool, a producer process, `count` hand-offs.
-fn cell(dir: &Path, size: usize, api: Api, count: usize, rt: &tokio::runtime::Runtime, out: &mut Vec<u64>) {
-    let name = format!("handoff-{size}-{}", api.name());
-    let pool = Pool::create(&name, &Config::new(1, size).directory(dir)).expect("pool");
-    let mut consumer = pool.consumer().expect("consumer");
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut child = Command::new(exe)
-        .args(["--produce", &name])
-        .arg(dir)
-        .args([size.to_string(), count.to_string()])
-        .spawn()
-        .expect("producer process");
-    receive(&mut consumer, api, count, rt, out);
-    assert!(child.wait().expect("producer").success(), "the producer failed");
+/// Receives `count` stamps from `socket` with `api` (the baseline), pushing their latencies.
+fn receive_socket(socket: UnixStream, api: Api, count: usize, rt: &tokio::runtime::Runtime, out: &mut Vec<u64>) {
+    let mut stamp = [0u8; 8];
+    match api {
+        Api::Blocking => {
+            let mut socket = socket;
+            socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+            for _ in 0..count {
+                socket.read_exact(&mut stamp).expect("read");
+                out.push(latency(&stamp));
+            }
+        }
+        Api::Tokio => rt.block_on(async {
+            socket.set_nonblocking(true).expect("non-blocking");
+            let socket = tokio::net::UnixStream::from_std(socket).expect("tokio socket");
+            for _ in 0..count {
+                // The stamp is written at once: one readiness, one read, as a pool hand-off.
+                loop {
+                    tokio::time::timeout(DEADLINE, socket.readable())
+                        .await
+                        .expect("readable timed out")
+                        .expect("readable");
+                    match socket.try_read(&mut stamp) {
+                        Ok(8) => break,
+                        Ok(n) => panic!("a partial stamp of {n} bytes"),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+                out.push(latency(&stamp));
+            }
+        }),
+    }
+}
+
+/// One cell: a fresh one-slot pool (or socket), a producer process, `count` hand-offs.
+fn cell(dir: &Path, via: Via, api: Api, count: usize, rt: &tokio::runtime::Runtime, out: &mut Vec<u64>) {
+    let mut producer = Command::new(std::env::current_exe().expect("current_exe"));
+    match via {
+        Via::Pool(size) => {
+            let name = format!("handoff-{size}-{}", api.name());
+            let pool = Pool::create(&name, &Config::new(1, size).directory(dir)).expect("pool");
+            let mut consumer = pool.consumer().expect("consumer");
+            producer.args(["--produce", &name]).arg(dir).args([size.to_string(), count.to_string()]);
+            let mut child = producer.spawn().expect("producer process");
+            receive(&mut consumer, api, count, rt, out);
+            assert!(child.wait().expect("producer").success(), "the producer failed");
+        }
+        Via::Socket => {
+            let path = dir.join(format!("socket-{}", api.name()));
+            let listener = UnixListener::bind(&path).expect("socket");
+            producer.arg("--produce-socket").arg(&path).arg(count.to_string());
+            let mut child = producer.spawn().expect("producer process");
+            let (socket, _) = listener.accept().expect("accept");
+            receive_socket(socket, api, count, rt, out);
+            assert!(child.wait().expect("producer").success(), "the producer failed");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
@@ -127,6 +194,18 @@ fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, path, count] = args.as_slice() {
+        if flag == "--produce-socket" {
+            let count = count.parse().unwrap_or(0);
+            return match produce_socket(Path::new(path), count) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("producer: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
     if args.first().map(String::as_str) == Some("--produce") {
         let parsed = match args.as_slice() {
             [_, name, dir, size, count] => size.parse().ok().zip(count.parse().ok()).map(|sc| (name, dir, sc)),
@@ -161,15 +240,15 @@ fn main() -> ExitCode {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
 
     let apis = [Api::Blocking, Api::Tokio];
-    let mut samples = vec![Vec::new(); SIZES.len() * apis.len()];
-    let mut round_p50s = vec![Vec::new(); SIZES.len() * apis.len()];
+    let mut samples = vec![Vec::new(); ROWS.len() * apis.len()];
+    let mut round_p50s = vec![Vec::new(); ROWS.len() * apis.len()];
     for round in 0..options.rounds {
-        for (s, &(_, size)) in SIZES.iter().enumerate() {
+        for (s, &(_, via)) in ROWS.iter().enumerate() {
             // Alternate which API goes first, so that neither always gets the warmer machine.
             for k in 0..apis.len() {
                 let a = (k + round) % apis.len();
                 let mut got = Vec::with_capacity(options.messages);
-                cell(&dir, size, apis[a], options.messages, &rt, &mut got);
+                cell(&dir, via, apis[a], options.messages, &rt, &mut got);
                 got.sort_unstable();
                 round_p50s[s * apis.len() + a].push(percentile(&got, 500));
                 samples[s * apis.len() + a].extend(got);
@@ -189,7 +268,12 @@ fn main() -> ExitCode {
         "size", "recv p50", "recv p99", "recv_async p50", "recv_async p99", "x p50", "x p99"
     );
     let mut json = Vec::new();
-    for (s, &(label, size)) in SIZES.iter().enumerate() {
+    for (s, &(label, via)) in ROWS.iter().enumerate() {
+        // The baseline's row is "socket" in the JSON, a pool's its payload size.
+        let size = match via {
+            Via::Pool(size) => size.to_string(),
+            Via::Socket => "\"socket\"".into(),
+        };
         let mut stats = Vec::new();
         for (a, api) in apis.iter().enumerate() {
             let v = &mut samples[s * apis.len() + a];
