@@ -41,7 +41,7 @@ med() { # file name
 }
 printf '%-20s %12s %12s %8s\n' "ns/op (median)" "base $(git rev-parse --short "$BASE")" \
   "head $(git rev-parse --short HEAD)" "ratio"
-for name in acquire publish_no_waiter try_recv cycle_no_waiter; do
+for name in acquire publish_no_waiter try_recv recv_ready cycle_no_waiter; do
   b=$(med "$WORK/base.txt" "$name")
   h=$(med "$WORK/head.txt" "$name")
   printf '%-20s %12s %12s %8s\n' "$name" "$b" "$h" "$(awk -v b="$b" -v h="$h" 'BEGIN {printf "%.3f", h / b}')"

@@ -1,4 +1,4 @@
-//! `publish` with nobody waiting, `acquire` and `try_recv` alone, and the whole acquire → publish → recv → release cycle, on a
+//! `publish` with nobody waiting, `acquire`, `try_recv` and `recv` (of a published buffer) alone, and the whole acquire → publish → recv → release cycle, on a
 //! 64-byte pool in one thread; prints `<name> <median ns per op>` lines for
 //! benches/publish_baseline.sh. Only API that every version of the core since the readiness
 //! handles were added (and before) has, so the same source measures both.
@@ -21,7 +21,8 @@ fn main() {
     let producer = pool.producer().expect("producer");
     let mut consumer = pool.consumer().expect("consumer");
     let per_op = |start: Instant| start.elapsed().as_nanos() as f64 / f64::from(SLOTS);
-    let [mut acquire, mut publish, mut recv, mut cycle] = std::array::from_fn(|_| Vec::with_capacity(ROUNDS));
+    let [mut acquire, mut publish, mut try_recv, mut recv, mut cycle] =
+        std::array::from_fn(|_| Vec::with_capacity(ROUNDS));
     let (mut held, mut got) = (Vec::with_capacity(SLOTS as usize), Vec::with_capacity(SLOTS as usize));
     for _ in 0..ROUNDS {
         // A round of each step alone (the others untimed), then of the whole cycle.
@@ -35,6 +36,11 @@ fn main() {
         publish.push(per_op(start));
         let start = Instant::now();
         got.extend((0..SLOTS).map(|_| consumer.try_recv().expect("try_recv").expect("published")));
+        try_recv.push(per_op(start));
+        got.clear();
+        (0..SLOTS).for_each(|_| producer.acquire(None).expect("acquire").publish().map(drop).expect("publish"));
+        let start = Instant::now();
+        got.extend((0..SLOTS).map(|_| consumer.recv(None).expect("recv")));
         recv.push(per_op(start));
         got.clear();
         let start = Instant::now();
@@ -46,7 +52,8 @@ fn main() {
     }
     println!("acquire {:.2}", median(acquire));
     println!("publish_no_waiter {:.2}", median(publish));
-    println!("try_recv {:.2}", median(recv));
+    println!("try_recv {:.2}", median(try_recv));
+    println!("recv_ready {:.2}", median(recv));
     println!("cycle_no_waiter {:.2}", median(cycle));
     drop((producer, consumer, pool));
     let _ = std::fs::remove_dir_all(&dir);
