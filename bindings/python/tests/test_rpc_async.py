@@ -111,7 +111,7 @@ def test_a_cancelled_acall_leaves_the_connection_usable(worker):
     assert worker.call("rpc_targets:echo", 7) == 7
 
 
-def test_a_blocking_call_from_another_thread_while_an_acall_is_pending_is_refused(worker):
+def test_a_blocking_call_while_an_acall_is_pending_is_refused(worker):
     async def main():
         call = asyncio.create_task(worker.acall("rpc_targets:sleep", 0.5))
         await asyncio.sleep(0.1)
@@ -127,6 +127,8 @@ def test_a_blocking_call_from_another_thread_while_an_acall_is_pending_is_refuse
         t.start()
         await asyncio.get_running_loop().run_in_executor(None, t.join, DEADLINE)
         assert error and "acall" in str(error[0])
+        with pytest.raises(RuntimeError, match="acall"):  # from the loop's own thread too
+            worker.call("rpc_targets:echo", 1)
         assert await call == "slept"
 
     run(main())

@@ -231,8 +231,8 @@ class Worker:
         connection's readiness descriptor (``add_reader``), no thread per call. Calls of one
         loop run one after the other. Cancelling the task (``asyncio.wait_for``, ``Task.cancel``)
         cancels the call in the worker as :meth:`cancel` does; its late reply is discarded and the
-        next call gets its own. Use one loop per worker, and no blocking :meth:`call` from another
-        thread while an ``acall`` is pending (``RuntimeError``)."""
+        next call gets its own. Use one loop per worker; a blocking call (from any thread) while an
+        ``acall`` is pending raises ``RuntimeError``."""
         return await self._arequest(("call", target, args, kwargs))
 
     def instance(self, target: str, *args: Any, **kwargs: Any) -> RemoteProxy:
@@ -278,7 +278,7 @@ class Worker:
         if self._closed:
             raise Disconnected("the worker was closed")
         if self._awaiting is not None:
-            raise RuntimeError("an acall of this worker is pending: await it before calling from another thread")
+            raise RuntimeError("an acall of this worker is pending: await it before a blocking call")
         call_id = next(self._ids)
         forgotten, self._forgotten = self._forgotten, []
         dead_iterators, self._dead_iterators = self._dead_iterators, []
