@@ -49,6 +49,11 @@ def test_acall_returns_results_arrays_and_remote_errors(worker):
     run(main())
     assert worker.call("rpc_targets:echo", "sync") == "sync"
 
+    async def concurrent():  # calls of a second loop (a second asyncio.run) take turns too
+        return await asyncio.gather(*(worker.acall("rpc_targets:echo", i) for i in range(5)))
+
+    assert run(concurrent()) == list(range(5))
+
 
 def test_the_loop_runs_while_a_call_is_pending_and_no_thread_is_started(worker):
     ticks = 0

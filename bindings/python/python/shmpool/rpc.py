@@ -204,9 +204,10 @@ class Worker:
         self._forgotten: List[int] = []
         self._dead_iterators: List[int] = []
         self._closed = False
-        # asyncio: calls of one loop take turns; the call awaiting its reply; replies owed to
-        # cancelled calls (the worker answers in order: the next ones read are theirs).
-        self._turn: Optional[asyncio.Lock] = None
+        # asyncio: calls of one loop take turns (the loop and its lock); the call awaiting its
+        # reply; replies owed to cancelled calls (the worker answers in order: the next ones read
+        # are theirs).
+        self._turn: Optional[Tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = None
         self._awaiting: Optional[int] = None
         self._late_replies = 0
         hello = _recv(conn, _Codec(_HELLO_PROTOCOL), timeout=30)
@@ -231,8 +232,8 @@ class Worker:
         connection's readiness descriptor (``add_reader``), no thread per call. Calls of one
         loop run one after the other. Cancelling the task (``asyncio.wait_for``, ``Task.cancel``)
         cancels the call in the worker as :meth:`cancel` does; its late reply is discarded and the
-        next call gets its own. Use one loop per worker; a blocking call (from any thread) while an
-        ``acall`` is pending raises ``RuntimeError``."""
+        next call gets its own. One loop at a time per worker; a blocking call (from any thread)
+        or another loop's ``acall`` while an ``acall`` is pending raises ``RuntimeError``."""
         return await self._arequest(("call", target, args, kwargs))
 
     def instance(self, target: str, *args: Any, **kwargs: Any) -> RemoteProxy:
@@ -297,9 +298,11 @@ class Worker:
         return self._unwrap(reply)
 
     async def _arequest(self, request: tuple) -> Any:
-        if self._turn is None:
-            self._turn = asyncio.Lock()
-        async with self._turn:
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:
+            # An asyncio lock belongs to one loop: a later loop (a second asyncio.run) gets its own.
+            self._turn = (loop, asyncio.Lock())
+        async with self._turn[1]:
             fd = self._conn.fileno()  # before the first try_recv: only a try made with it arms it
             with self._lock:
                 call_id = self._send_request(request)
