@@ -39,8 +39,8 @@ done
 med() { # file name
   awk -v n="$2" '$1 == n {print $2}' "$1" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
 }
-printf '%-20s %12s %12s %8s\n' "ns/op (median)" "base $(git rev-parse --short "$BASE")" \
-  "head $(git rev-parse --short HEAD)" "ratio"
+this="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo +changes)"
+printf '%-20s %12s %12s %8s\n' "ns/op (median)" "base $(git rev-parse --short "$BASE")" "this $this" "ratio"
 for name in acquire publish_no_waiter try_recv recv_ready cycle_no_waiter; do
   b=$(med "$WORK/base.txt" "$name")
   h=$(med "$WORK/head.txt" "$name")

@@ -1,7 +1,7 @@
-//! `publish` with nobody waiting, `acquire`, `try_recv` and `recv` (of a published buffer) alone, and the whole acquire → publish → recv → release cycle, on a
-//! 64-byte pool in one thread; prints `<name> <median ns per op>` lines for
-//! benches/publish_baseline.sh. Only API that every version of the core since the readiness
-//! handles were added (and before) has, so the same source measures both.
+//! `publish` with nobody waiting, `acquire`, `try_recv` and `recv` (of a published buffer) alone,
+//! and the whole acquire → publish → try_recv → release cycle, on a 64-byte pool in one thread;
+//! prints `<name> <median ns per op>` lines for benches/publish_baseline.sh. It uses only API that
+//! the core had before the readiness handles, so the same source measures the old core and the new.
 
 use shmpool::{Config, Pool};
 use std::time::Instant;
