@@ -16,7 +16,9 @@
 #   5. host/worker: NerfBaselines' 33.2 MB frame echoed through pip `nerfbaselines` (installed into
 #      a separate virtual environment, target/nerfbaselines-venv: never a test dependency) and
 #      shmpool.rpc tcp, unix, shm copied in and shm in place
-#   6. named variables: publish -> reader latency of shmpool.Store vs a .npy file in /dev/shm and
+#   6. event loops: one-way hand-off of recv_async (tokio) and arecv (asyncio) vs blocking recv,
+#      64 B and 8 MiB (examples/async_handoff.rs, bindings/python/benches/async_handoff.py)
+#   7. named variables: publish -> reader latency of shmpool.Store vs a .npy file in /dev/shm and
 #      multiprocessing.shared_memory + a lock, 64 B / 8 MiB / 64 MiB, one version per 40 ms
 # and regenerates benches/RESULTS.md and benches/*.png (benches/report.py). Raw results stay in
 # target/bench-results/. --quick: under 3 minutes once built; the full run: about 8 (2 vCPUs).
@@ -27,7 +29,7 @@ QUICK=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +46,7 @@ PY=.venv/bin/python
 
 step "build"
 cargo build --release --locked --quiet -p shmpool-cli --features iceoryx2-bench --bin shmpool
+cargo build --release --locked --quiet -p shmpool --features tokio --example async_handoff
 make -s build/c/gst_to_pool build/c/pool_to_gst build/c/shmsink_bench >/dev/null
 cargo build --release --locked --quiet -p gst-plugin-shmpool --lib --example vs_shmsink
 (cd bindings/python && VIRTUAL_ENV="$PWD/../../.venv" PATH="$PWD/../../.venv/bin:$PATH" \
@@ -59,17 +62,17 @@ build_done=$(date +%s)
   echo " \"load_before\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 } >"$OUT/machine.json"
 
-step "1/5 criterion micro-benchmarks (benches/exchange.rs)"
+step "1/7 criterion micro-benchmarks (benches/exchange.rs)"
 rm -rf target/criterion
 if [ $QUICK = 1 ]; then export SHMPOOL_BENCH_QUICK=1; fi
 cargo bench --locked --quiet -p shmpool --bench exchange -- --noplot 2>&1 | grep -E "time:" | sed 's/^/  /' || true
 unset SHMPOOL_BENCH_QUICK
 
-step "2/5 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"
+step "2/7 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"
 quick_flag=(); [ $QUICK = 1 ] && quick_flag=(--quick)
 "$SHMPOOL" bench --compare --rounds 3 --json "${quick_flag[@]}" >"$OUT/ipc.json" 2> >(tee "$OUT/ipc.log" >&2)
 
-step "3/5 GStreamer 1080p RGB: gst_to_pool -> pool_to_gst vs shmsink -> shmsrc"
+step "3/7 GStreamer 1080p RGB: gst_to_pool -> pool_to_gst vs shmsink -> shmsrc"
 REPS=20; FRAMES=600
 [ $QUICK = 1 ] && { REPS=3; FRAMES=300; }
 PATTERN=black  # a cheap source, so that the transports, not videotestsrc's drawing, set the pace
@@ -148,12 +151,12 @@ elements --reps "$([ $QUICK = 1 ] && echo 1 || echo 3)" --cases pool,copy --cons
 sed -n '/^medians/,$p' "$OUT/gst-elements.txt" | sed 's/^/  /'
 rm -rf "$GST_PLUGIN_DIR"
 
-step "4/5 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
+step "4/7 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
 py_args=(--json); [ $QUICK = 1 ] && py_args+=(--frames 100 --queue-frames 20)
 "$PY" bindings/python/benches/handoff.py "${py_args[@]}" >"$OUT/python.txt"
 sed -n '1,/^{/p' "$OUT/python.txt" | sed '$d' | sed 's/^/  /'
 
-step "5/5 host/worker: NerfBaselines' frame (bindings/python/benches/nerfbaselines_echo.py)"
+step "5/7 host/worker: NerfBaselines' frame (bindings/python/benches/nerfbaselines_echo.py)"
 NB_VENV=target/nerfbaselines-venv
 [ -x "$NB_VENV/bin/python" ] || python3 -m venv "$NB_VENV"
 "$NB_VENV/bin/python" -c "import nerfbaselines, numpy" 2>/dev/null ||
@@ -162,7 +165,12 @@ nb_rounds=50; [ $QUICK = 1 ] && nb_rounds=15
 "$PY" bindings/python/benches/nerfbaselines_echo.py --nerfbaselines-python "$NB_VENV/bin/python" \
   --rounds "$nb_rounds" --json "$OUT/nerfbaselines.json" 2>/dev/null | tee "$OUT/nerfbaselines.txt" | sed 's/^/  /'
 
-step "named variables: publish -> reader latency (bindings/python/benches/store_latency.py)"
+step "6/7 event loops: one-way hand-off, tokio and asyncio vs blocking recv"
+async_args=(); [ $QUICK = 1 ] && async_args=(--messages 300 --rounds 3)
+target/release/examples/async_handoff "${async_args[@]}" --json "$OUT/async_rust.json" | sed 's/^/  /'
+"$PY" bindings/python/benches/async_handoff.py "${async_args[@]}" --json "$OUT/async_python.json" | sed 's/^/  /'
+
+step "7/7 named variables: publish -> reader latency (bindings/python/benches/store_latency.py)"
 store_args=(--json); [ $QUICK = 1 ] && store_args+=(--quick)
 "$PY" bindings/python/benches/store_latency.py "${store_args[@]}" >"$OUT/store.json"
 

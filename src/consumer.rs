@@ -47,7 +47,9 @@ impl Consumer {
         &self.place.pool.view
     }
 
-    fn attempt(&self) -> Result<Attempt<ReadBuf>> {
+    /// One try: the `(slot, seq)` this consumer now holds. The caller wraps it in a [`ReadBuf`] at
+    /// once (so the buffer is built where it is returned: no copy of it through the wait loops).
+    fn attempt(&self) -> Result<Attempt<(usize, u64)>> {
         let closed = self.place.pool.is_closed();
         let view = self.view();
         let received = match view.geometry.mode {
@@ -55,7 +57,7 @@ impl Consumer {
             Mode::WorkQueue => view.try_recv_workqueue(self.place.index)?,
         };
         match received {
-            Received::Slot { slot, seq } => ReadBuf::new(self.place.clone(), slot, seq).map(Attempt::Ready),
+            Received::Slot { slot, seq } => Ok(Attempt::Ready((slot, seq))),
             Received::Empty if closed => Err(Error::Closed),
             Received::Empty if self.place.pool.orphaned_recently() => Err(Error::Orphaned),
             Received::Empty => Ok(Attempt::Pending),
@@ -67,13 +69,17 @@ impl Consumer {
     /// closed, returns what was still published, then [`Error::Closed`]; if its creator died
     /// without closing it and no producer is left, [`Error::Orphaned`] (within the lease).
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<ReadBuf> {
-        self.place.block_on(Event::Published, timeout, &self.spin, || self.attempt())
+        let (slot, seq) = self.place.block_on(Event::Published, timeout, &self.spin, || self.attempt())?;
+        ReadBuf::new(self.place.clone(), slot, seq)
     }
 
     /// Receives the next buffer if one is published now. With a [readiness
     /// handle](Consumer::ready_fd), `Ok(None)` also arms it.
     pub fn try_recv(&mut self) -> Result<Option<ReadBuf>> {
-        self.place.try_once(Event::Published, || self.attempt())
+        match self.place.try_once(Event::Published, || self.attempt())? {
+            Some((slot, seq)) => ReadBuf::new(self.place.clone(), slot, seq).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// A file descriptor that becomes readable when a buffer may be received, for event loops:

@@ -216,16 +216,27 @@ impl Place {
     /// One non-blocking attempt of an operation waiting for `event`. With a readiness handle, an
     /// attempt that finds nothing arms it (drain, register, re-check: no publication is missed)
     /// and one that finds something disarms it.
+    #[inline]
     pub(crate) fn try_once<T>(
         &self,
         event: Event,
         mut attempt: impl FnMut() -> Result<Attempt<T>>,
     ) -> Result<Option<T>> {
-        let handle = self.ready.get();
+        match self.ready.get() {
+            None => attempt().map(Attempt::ready),
+            Some(ready) => self.try_armed(ready, event, attempt),
+        }
+    }
+
+    /// [`Place::try_once`] with a readiness handle (out of line: the path without one stays small).
+    #[inline(never)]
+    fn try_armed<T>(
+        &self,
+        ready: &Ready,
+        event: Event,
+        mut attempt: impl FnMut() -> Result<Attempt<T>>,
+    ) -> Result<Option<T>> {
         let first = attempt();
-        let Some(ready) = handle else {
-            return first.map(Attempt::ready);
-        };
         if let Ok(Attempt::Pending | Attempt::Busy) = first {
             drain(ready.fd.as_fd());
             self.set_armed(event, true);

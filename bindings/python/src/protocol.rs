@@ -12,7 +12,7 @@ use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use shmpool_protocol::{self as proto, Backend, ConnConfig, Error, Options, Payload, SendBuf};
+use shmpool_protocol::{self as proto, Backend, ConnConfig, Error, Message, Options, Payload, SendBuf};
 use std::os::raw::c_int;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -308,16 +308,20 @@ impl Connection {
     fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyList>)> {
         let inner = self.inner.clone();
         let msg = blocking(py, timeout, move |slice| inner.recv(Some(slice))).map_err(PyErr::from)?;
-        let header = PyBytes::new(py, &msg.header);
-        let list = PyList::empty(py);
-        for b in msg.buffers {
-            match b {
-                Payload::Shared(r) => list.append(Bound::new(py, Buffer::from_shared(r)?)?)?,
-                inline @ Payload::Inline(_) => list.append(Bound::new(py, SocketBuffer { payload: inline })?)?,
-                lent @ Payload::Lent(_) => list.append(Bound::new(py, LentBuffer { payload: lent })?)?,
-            }
-        }
-        Ok((header, list))
+        message(py, msg)
+    }
+
+    /// Receives `(header, buffers)` if a message is waiting now, else `None` (which re-arms
+    /// `fileno()`).
+    fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyBytes>, Bound<'py, PyList>)>> {
+        let msg = self.inner.try_recv().map_err(to_py)?;
+        msg.map(|m| message(py, m)).transpose()
+    }
+
+    /// Readiness descriptor (for `add_reader`, `select`, ...): readable when a message may be
+    /// waiting; then `try_recv` until `None`.
+    fn fileno(&self) -> PyResult<i32> {
+        self.inner.ready_fd().map_err(to_py)
     }
 
     /// Closes the connection: pending and later calls on both sides raise `Disconnected`.
@@ -329,6 +333,20 @@ impl Connection {
     fn __repr__(&self) -> String {
         format!("<shmpool Connection {} alive={}>", self.inner.protocol(), self.inner.is_alive())
     }
+}
+
+/// A received message as `(header, buffers)`: views of pool slots, of lent bytes, or socket bytes.
+fn message(py: Python<'_>, msg: Message) -> PyResult<(Bound<'_, PyBytes>, Bound<'_, PyList>)> {
+    let header = PyBytes::new(py, &msg.header);
+    let list = PyList::empty(py);
+    for b in msg.buffers {
+        match b {
+            Payload::Shared(r) => list.append(Bound::new(py, Buffer::from_shared(r)?)?)?,
+            inline @ Payload::Inline(_) => list.append(Bound::new(py, SocketBuffer { payload: inline })?)?,
+            lent @ Payload::Lent(_) => list.append(Bound::new(py, LentBuffer { payload: lent })?)?,
+        }
+    }
+    Ok((header, list))
 }
 
 /// Fills `view` (Python's request) with a read-only view of the `len` bytes at `ptr`, which

@@ -9,6 +9,7 @@ use super::frame::{io_failure, read_frame_into, write_frame, Kind, Received, Wir
 use super::handshake::{Negotiated, Options, Protocol};
 use super::heartbeat::{Liveness, Watched};
 use super::lending::{release_code, LendableSlot, Lending, LentView, PoolSide, OWN_POOL};
+use super::ready::Ready;
 use super::recycle::{InlineBuf, Recycler};
 use super::shm::{self, ShmRx, ShmTx};
 use super::stats::{ConnStats, Counters};
@@ -16,8 +17,9 @@ use super::stream::Stream;
 use crate::{Error, Result};
 use shmpool::{Pool, ReadBuf, WriteBuf};
 use std::ops::{Deref, DerefMut};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -182,6 +184,8 @@ struct Shared {
     /// Slots held here that can be lent to the peer, and those lent.
     lending: Lending,
     counters: Counters,
+    /// The descriptor of [`Connection::ready_fd`], written by the reader thread.
+    ready: Ready,
 }
 
 impl Shared {
@@ -255,6 +259,7 @@ impl Connection {
             failure: Mutex::new(None),
             lending: Lending::new(),
             counters: Counters::default(),
+            ready: Ready::default(),
         });
         shared.live.received();
         shared.live.sent();
@@ -442,6 +447,25 @@ impl Connection {
         }
     }
 
+    /// Receives the next message if one is waiting now. With a [readiness
+    /// descriptor](Self::ready_fd), `Ok(None)` also re-arms it.
+    pub fn try_recv(&self) -> Result<Option<Message>> {
+        self.shared.ready.arm();
+        match lock(&self.inbox).try_recv() {
+            Ok(m) => m.map(Some),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(self.shared.ended()),
+        }
+    }
+
+    /// A descriptor (an `eventfd`) that becomes readable when a message may be waiting, for event
+    /// loops: after it is readable, call [`try_recv`](Self::try_recv) until `Ok(None)`, then wait
+    /// again; spurious readiness is allowed (see `ready.rs`). Created on first call and owned by
+    /// the connection; ask for it before the first `try_recv`.
+    pub fn ready_fd(&self) -> Result<RawFd> {
+        self.shared.ready.fd()
+    }
+
     /// Says goodbye and closes the socket: pending and later calls on both sides fail with
     /// [`Error::Disconnected`]. Buffers already received stay valid.
     pub fn close(&self) {
@@ -582,6 +606,7 @@ fn read_loop(shared: &Shared, stream: Stream, rx: Option<ShmRx>, out: &Sender<Re
         if out.send(Ok(Message { header: frame.header, buffers })).is_err() {
             break Error::Disconnected("the connection was dropped".into());
         }
+        shared.ready.notify();
     };
     let err = match err {
         Error::Io { source, .. } => io_failure(source),
@@ -592,6 +617,7 @@ fn read_loop(shared: &Shared, stream: Stream, rx: Option<ShmRx>, out: &Sender<Re
         e => e.to_string(),
     });
     let _ = out.send(Err(err));
+    shared.ready.notify();
 }
 
 #[cfg(test)]

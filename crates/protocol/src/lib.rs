@@ -11,6 +11,7 @@
 //! - `heartbeat`: liveness on an idle connection.
 //! - `lending`: sending bytes that already lie in a held slot as a reference to it.
 //! - `connection`: [`Connection`], [`Message`], [`Payload`], [`AllocBuf`].
+//! - `ready`: a connection's readiness descriptor for event loops ([`Connection::ready_fd`]).
 //! - `endpoint`: the host's [`Listener`] and the worker's [`connect`].
 //! - `launcher`: starting workers under a [`Backend`] (process, docker, podman, apptainer, conda,
 //!   namespace) and shutting them down.
@@ -37,6 +38,7 @@ mod handshake;
 mod heartbeat;
 mod launcher;
 mod lending;
+mod ready;
 mod recycle;
 mod shm;
 mod stats;

@@ -349,6 +349,57 @@ fn stopped_worker_is_found_dead_by_heartbeats() {
     }
 }
 
+/// Whether `fd` becomes readable within `ms` milliseconds.
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: `pfd` is one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) == 1 }
+}
+
+#[test]
+fn readiness_descriptor_wakes_a_loop_for_each_reply_and_for_the_end() {
+    for list in ["unix", "tcp,shm"] {
+        let s = start(list);
+        let fd = s.conn.ready_fd().unwrap();
+        assert_eq!(s.conn.ready_fd().unwrap(), fd, "one descriptor per connection");
+        assert!(s.conn.try_recv().unwrap().is_none(), "{list}: nothing sent yet");
+        assert!(!readable(fd, 0), "{list}: readable before anything came");
+        for i in 0..50u8 {
+            s.conn.send(&[i], vec![pattern(SLOT / 4, i)[..].into()]).unwrap();
+            assert!(readable(fd, 10_000), "{list}: no readiness for reply {i}");
+            // After readiness, try until nothing: spurious readiness is allowed, a lost reply not.
+            let mut got = Vec::new();
+            while let Some(m) = s.conn.try_recv().unwrap() {
+                got.push(m);
+            }
+            assert!(got.len() <= 1, "{list}: one reply per request");
+            if let Some(m) = got.pop() {
+                assert_eq!((m.header[0], &*m.buffers[0]), (i, &pattern(SLOT / 4, i)[..]));
+            } else {
+                // Spurious: the reply must come with the next readiness.
+                assert!(readable(fd, 10_000), "{list}: reply {i} lost");
+                assert_eq!(s.conn.try_recv().unwrap().expect("reply").header, [i]);
+            }
+            assert!(!readable(fd, 0) || s.conn.try_recv().unwrap().is_none(), "{list}: an extra message");
+        }
+        // The worker's end makes the descriptor readable and `try_recv` tell it.
+        s.conn.send(b"exit", vec![]).unwrap();
+        assert!(readable(fd, 10_000), "{list}: no readiness for the end");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let e = loop {
+            match s.conn.try_recv() {
+                Err(e) => break e,
+                Ok(Some(m)) => panic!("{list}: an unexpected message {:?}", m.header),
+                Ok(None) => {
+                    assert!(Instant::now() < deadline, "{list}: the end never came");
+                    readable(fd, 1_000);
+                }
+            }
+        };
+        assert!(matches!(e, Error::Disconnected(_)), "{list}: {e}");
+    }
+}
+
 #[test]
 fn host_closes_before_or_after_a_receive() {
     for list in ["tcp", "tcp,shm"] {

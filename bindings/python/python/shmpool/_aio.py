@@ -42,7 +42,9 @@ async def _readable(fd: int, timeout: float) -> None:
         loop.remove_reader(fd)
 
 
-async def _until(fd: int, attempt: Callable[[], Optional[T]], timeout: Optional[float]) -> T:
+async def until(fd: int, attempt: Callable[[], Optional[T]], timeout: Optional[float]) -> T:
+    """Calls ``attempt`` until it gives something, waiting for ``fd`` to be readable in between
+    (at most ``_RETRY`` seconds at a time). Raises ``TimeoutError`` after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     while True:
@@ -62,14 +64,14 @@ async def arecv(consumer: Consumer, timeout: Optional[float] = None) -> Buffer:
     """Receives the next buffer, waiting in the running loop up to ``timeout`` seconds (``None``:
     forever). Raises ``TimeoutError``, ``Closed`` once the closed pool is drained."""
     fd = consumer.fileno()  # before the first try: only a try made with it arms it
-    return await _until(fd, consumer.try_recv, timeout)
+    return await until(fd, consumer.try_recv, timeout)
 
 
 async def aacquire(producer: Producer, timeout: Optional[float] = None) -> WriteBuffer:
     """Takes a free slot, waiting in the running loop up to ``timeout`` seconds (``None``:
     forever). Raises ``TimeoutError``, ``Closed``."""
     fd = producer.fileno()
-    return await _until(fd, producer.try_acquire, timeout)
+    return await until(fd, producer.try_acquire, timeout)
 
 
 async def anext(consumer: Consumer) -> Buffer:

@@ -6,6 +6,7 @@
     with rpc.start_worker() as worker:            # backend="process", protocol=$SHMPOOL_PROTOCOL
         print(worker.protocol)                     # "shm" when both ends map the pools
         y = worker.call("numpy:add", x, 1)         # arrays travel as pool slots on shm
+        y = await worker.acall("numpy:add", x, 1)  # the same on asyncio, no thread per call
         model = worker.instance("mypkg.model:Model", size=3)
         model.fit(data)                            # runs in the worker
         for item in worker.call("mypkg:stream"):   # generators stream, first item eagerly
@@ -15,13 +16,15 @@ Values travel as pickles (the highest protocol both sides support); with protoco
 buffers (NumPy arrays, bytes-like objects) go in pool slots on ``shm`` and arrive as read-only NumPy
 arrays that are views of the slots (valid until they are garbage-collected). Exceptions are
 re-raised on the host with the remote traceback as their ``__cause__``. ``cancel()`` from another
-thread interrupts the running call through a second, authenticated channel.
+thread interrupts the running call through a second, authenticated channel; cancelling the asyncio
+task of an ``acall`` does too.
 
 Run as ``python -m shmpool.rpc`` this module is the worker (started by :func:`start_worker`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import inspect
@@ -37,6 +40,7 @@ import weakref
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import _shmpool
+from ._aio import until
 from ._errors import Disconnected
 
 __all__ = ["start_worker", "in_pool", "Worker", "RemoteProxy", "RemoteTraceback", "RemoteError", "CancelledError"]
@@ -187,7 +191,8 @@ class _RemoteIterator:
 
 
 class Worker:
-    """A started worker: :meth:`call`, :meth:`instance`, :meth:`cancel`, :meth:`close`."""
+    """A started worker: :meth:`call`, :meth:`acall`, :meth:`instance`, :meth:`cancel`,
+    :meth:`close`."""
 
     def __init__(self, conn: Any, cancel_conn: Any, process: subprocess.Popen) -> None:
         self._conn = conn
@@ -199,6 +204,12 @@ class Worker:
         self._forgotten: List[int] = []
         self._dead_iterators: List[int] = []
         self._closed = False
+        # asyncio: calls of one loop take turns (the loop and its lock); the call awaiting its
+        # reply; replies owed to cancelled calls (the worker answers in order: the next ones read
+        # are theirs).
+        self._turn: Optional[Tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = None
+        self._awaiting: Optional[int] = None
+        self._late_replies = 0
         hello = _recv(conn, _Codec(_HELLO_PROTOCOL), timeout=30)
         if not (isinstance(hello, tuple) and hello[0] == "hello"):
             raise Disconnected(f"unexpected greeting from the worker: {hello!r}")
@@ -215,6 +226,15 @@ class Worker:
         """Calls ``package.module:function`` in the worker and returns its result (a generator
         result streams: its first item is fetched eagerly)."""
         return self._request(("call", target, args, kwargs))
+
+    async def acall(self, target: str, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`call` on asyncio: awaits the reply on the running loop through the
+        connection's readiness descriptor (``add_reader``), no thread per call. Calls of one
+        loop run one after the other. Cancelling the task (``asyncio.wait_for``, ``Task.cancel``)
+        cancels the call in the worker as :meth:`cancel` does; its late reply is discarded and the
+        next call gets its own. One loop at a time per worker; a blocking call (from any thread)
+        or another loop's ``acall`` while an ``acall`` is pending raises ``RuntimeError``."""
+        return await self._arequest(("call", target, args, kwargs))
 
     def instance(self, target: str, *args: Any, **kwargs: Any) -> RemoteProxy:
         """Creates ``package.module:Class(*args, **kwargs)`` in the worker; returns a proxy."""
@@ -254,20 +274,76 @@ class Worker:
         # Runs in a garbage-collection finalizer: only note it, send with the next request.
         self._forgotten.append(oid)
 
+    def _send_request(self, request: tuple) -> int:
+        """Sends `request` with what finalizers noted (under the lock); returns its call id."""
+        if self._closed:
+            raise Disconnected("the worker was closed")
+        if self._awaiting is not None:
+            raise RuntimeError("an acall of this worker is pending: await it before a blocking call")
+        call_id = next(self._ids)
+        forgotten, self._forgotten = self._forgotten, []
+        dead_iterators, self._dead_iterators = self._dead_iterators, []
+        _send(self._conn, self._codec, (call_id, forgotten, dead_iterators, request))
+        return call_id
+
     def _request(self, request: tuple) -> Any:
         with self._lock:
-            if self._closed:
-                raise Disconnected("the worker was closed")
-            call_id = next(self._ids)
-            forgotten, self._forgotten = self._forgotten, []
-            dead_iterators, self._dead_iterators = self._dead_iterators, []
-            self._current = call_id
+            self._current = self._send_request(request)
             try:
-                _send(self._conn, self._codec, (call_id, forgotten, dead_iterators, request))
                 reply = _recv(self._conn, self._codec)
+                while self._late(reply):
+                    reply = _recv(self._conn, self._codec)
             finally:
                 self._current = None
         return self._unwrap(reply)
+
+    async def _arequest(self, request: tuple) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:
+            # An asyncio lock belongs to one loop: a later loop (a second asyncio.run) gets its own.
+            self._turn = (loop, asyncio.Lock())
+        async with self._turn[1]:
+            fd = self._conn.fileno()  # before the first try_recv: only a try made with it arms it
+            with self._lock:
+                call_id = self._send_request(request)
+                self._current = self._awaiting = call_id
+            try:
+                reply = await until(fd, self._try_reply, None)
+            except asyncio.CancelledError:
+                # Cancelled before the reply was read: it is read and dropped later, and the
+                # worker is told to stop the call.
+                with self._lock:
+                    self._late_replies += 1
+                with contextlib.suppress(Exception):
+                    self.cancel()
+                raise
+            finally:
+                with self._lock:
+                    self._current = self._awaiting = None
+        return self._unwrap(reply)
+
+    def _try_reply(self) -> Optional[tuple]:
+        """The reply of the awaited call if it came, skipping those owed to cancelled calls."""
+        with self._lock:
+            while True:
+                message = self._conn.try_recv()
+                if message is None:
+                    return None
+                reply = _Codec.loads(*message)
+                if not self._late(reply):
+                    return reply
+
+    def _late(self, reply: tuple) -> bool:
+        """Whether `reply` belongs to a cancelled call (then it is dropped, and what it created in
+        the worker is let go of with the next request)."""
+        if self._late_replies == 0:
+            return False
+        self._late_replies -= 1
+        if reply[0] == "instance":
+            self._forgotten.append(reply[1])
+        elif reply[0] == "iterator" and not reply[2]:
+            self._dead_iterators.append(reply[1])
+        return True
 
     def _unwrap(self, reply: tuple) -> Any:
         kind = reply[0]
