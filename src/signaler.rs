@@ -150,23 +150,19 @@ impl Spin {
     }
 
     /// Spins on `ready` for at most the budget; returns its first `Some`. While another task of
-    /// the machine wants this CPU (see [`yielding`]), yields it after every 64 attempts (a few
-    /// microseconds; a yield with nobody else to run costs one system call).
+    /// the machine wants this CPU (see [`yielding`]), yields it every [`YIELD_EVERY`].
     pub fn run<T>(&self, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
         if !self.enabled() {
             return None;
         }
         let start = Instant::now();
-        let mut last = start;
+        let (mut last, mut last_yield) = (start, start);
         loop {
             for _ in 0..64 {
                 if let Some(v) = ready() {
                     return Some(v);
                 }
                 std::hint::spin_loop();
-            }
-            if yielding() {
-                std::thread::yield_now();
             }
             let now = Instant::now();
             if now.duration_since(last) >= PREEMPTED {
@@ -176,9 +172,18 @@ impl Spin {
             if now.duration_since(start) >= self.budget {
                 return None;
             }
+            if now.duration_since(last_yield) >= YIELD_EVERY && yielding() {
+                std::thread::yield_now();
+                last_yield = now;
+            }
         }
     }
 }
+
+/// How often a spinner yields its CPU while the machine is busy: a task waiting for the CPU then
+/// gets it within this, and with nobody waiting a yield costs one system call per this much
+/// spinning (a few hundred nanoseconds of delay for a message that arrives during it).
+const YIELD_EVERY: Duration = Duration::from_micros(20);
 
 /// A gap this long between two looks at the clock of a spin loop means that the scheduler gave
 /// our CPU to another task: the machine has more runnable tasks than CPUs (other programs count
@@ -197,10 +202,9 @@ fn contended() {
     YIELD_UNTIL.store(crate::monotonic_ns().saturating_add(YIELD_FOR_NS), Relaxed);
 }
 
-/// Whether spinners yield their CPU between rounds of attempts: a spinner of this process was
-/// preempted within [`YIELD_FOR_NS`]. A spinner that keeps its CPU while the peer it waits for,
-/// or any other task, is queued for one only delays them; a yielding one spins on CPU time nobody
-/// else wants.
+/// Whether spinners yield their CPU now and then: a spinner of this process was preempted within
+/// [`YIELD_FOR_NS`]. A spinner that keeps its CPU while the peer it waits for, or any other task,
+/// is queued for one only delays them; a yielding one spins on CPU time nobody else wants.
 fn yielding() -> bool {
     crate::monotonic_ns() < YIELD_UNTIL.load(Relaxed)
 }
