@@ -149,12 +149,14 @@ impl Spin {
         !self.budget.is_zero() && spin_useful()
     }
 
-    /// Spins on `ready` for at most the budget; returns its first `Some`.
+    /// Spins on `ready` for at most the budget; returns its first `Some`. While another task of
+    /// the machine wants this CPU (see [`yielding`]), yields it every [`YIELD_EVERY`].
     pub fn run<T>(&self, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
         if !self.enabled() {
             return None;
         }
         let start = Instant::now();
+        let (mut last, mut last_yield) = (start, start);
         loop {
             for _ in 0..64 {
                 if let Some(v) = ready() {
@@ -162,11 +164,49 @@ impl Spin {
                 }
                 std::hint::spin_loop();
             }
-            if start.elapsed() >= self.budget {
+            let now = Instant::now();
+            if now.duration_since(last) >= PREEMPTED {
+                contended();
+            }
+            last = now;
+            if now.duration_since(start) >= self.budget {
                 return None;
+            }
+            if now.duration_since(last_yield) >= YIELD_EVERY && yielding() {
+                std::thread::yield_now();
+                last_yield = now;
             }
         }
     }
+}
+
+/// How often a spinner yields its CPU while the machine is busy: a task waiting for the CPU then
+/// gets it within this, and with nobody waiting a yield costs one system call per this much
+/// spinning (a few hundred nanoseconds of delay for a message that arrives during it).
+const YIELD_EVERY: Duration = Duration::from_micros(20);
+
+/// A gap this long between two looks at the clock of a spin loop means that the scheduler gave
+/// our CPU to another task: the machine has more runnable tasks than CPUs (other programs count
+/// too, not only the pool's processes, which `pool::spinners` bounds).
+const PREEMPTED: Duration = Duration::from_micros(100);
+
+/// How long the spinners of this process yield after one of them was preempted: at most one
+/// time slice is lost to a busy machine per this period, and spinning resumes when it calms.
+const YIELD_FOR_NS: u64 = 100_000_000;
+
+/// Until when (`monotonic_ns`) spinners of this process yield their CPU.
+static YIELD_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records that a spinner of this process lost its CPU.
+fn contended() {
+    YIELD_UNTIL.store(crate::monotonic_ns().saturating_add(YIELD_FOR_NS), Relaxed);
+}
+
+/// Whether spinners yield their CPU now and then: a spinner of this process was preempted within
+/// [`YIELD_FOR_NS`]. A spinner that keeps its CPU while the peer it waits for, or any other task,
+/// is queued for one only delays them; a yielding one spins on CPU time nobody else wants.
+fn yielding() -> bool {
+    crate::monotonic_ns() < YIELD_UNTIL.load(Relaxed)
 }
 
 #[cfg(not(loom))]

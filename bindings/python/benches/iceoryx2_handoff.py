@@ -2,7 +2,9 @@
 
 Compares, in one run, rounds interleaved (the machine is shared: compare rows of one run):
   shmpool blocking     Producer.acquire / Consumer.recv, which sleep on a futex
-  shmpool busy-poll    the consumer polls Consumer.recv(timeout=0) until a frame is there
+  shmpool busy-poll    the consumer polls Consumer.try_recv() until a frame is there
+  shmpool spin         Consumer.set_spin(1 ms) then recv: the core spins (yielding its CPU while
+                       another task wants it), then sleeps
   iceoryx2 event wait  publish-subscribe plus an event service: the consumer sleeps in its
                        listener, the producer notifies after each send
   iceoryx2 busy-poll   the consumer polls Subscriber.receive() until a frame is there
@@ -41,7 +43,8 @@ SHAPE = (1024, 2048, 4)  # 8 MiB of uint8
 NBYTES = int(np.prod(SHAPE))
 SLOTS = 4
 TIMEOUT_S = 60
-TRANSPORTS = ["shmpool blocking", "shmpool busy-poll", "iceoryx2 event wait", "iceoryx2 busy-poll"]
+SPIN_S = 0.001  # the budget of `shmpool bench`'s spin rows
+TRANSPORTS = ["shmpool blocking", "shmpool busy-poll", "shmpool spin", "iceoryx2 event wait", "iceoryx2 busy-poll"]
 
 
 def source_frame() -> np.ndarray:
@@ -123,21 +126,22 @@ def produce(transport, where, count, in_flight, acks):
 # ---------------------------------------------------------------- consumer (child process)
 
 
-def shmpool_receiver(where, poll):
+def shmpool_receiver(where, poll, spin):
     import shmpool
 
     pool = shmpool.Pool.open("bench", directory=where)
     consumer = pool.consumer()
+    if spin:
+        consumer.set_spin(SPIN_S)
 
     def receive():
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            try:
-                buf = consumer.recv(timeout=0 if poll else TIMEOUT_S)
-                break
-            except TimeoutError:
+        if poll:
+            deadline = time.monotonic() + TIMEOUT_S
+            while (buf := consumer.try_recv()) is None:
                 if time.monotonic() > deadline:
-                    raise
+                    raise TimeoutError("shmpool try_recv")
+        else:
+            buf = consumer.recv(timeout=TIMEOUT_S)
         flat = buf.array().reshape(-1)
         return flat, buf.release
 
@@ -164,8 +168,10 @@ def iceoryx2_receiver(where, poll):
 
 def consume(transport, where, count, acks, results, ready):
     poll = transport.endswith("busy-poll")
-    make = shmpool_receiver if transport.startswith("shmpool") else iceoryx2_receiver
-    keep, receive = make(where, poll)
+    if transport.startswith("shmpool"):
+        keep, receive = shmpool_receiver(where, poll, transport.endswith(" spin"))
+    else:
+        keep, receive = iceoryx2_receiver(where, poll)
     ready.put(True)
     latencies, first, last = [], None, None
     for _ in range(count):

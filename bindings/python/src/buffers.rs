@@ -7,11 +7,11 @@
 //! refuse to act while any view lives, so no view can ever see a recycled slot.
 
 use crate::dlpack::{self, Hold};
-use crate::{deprecated, error, invalid, numpy, resource_warning, to_py};
+use crate::{deprecated, error, invalid, numpy, numpy_types, resource_warning, to_py};
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
+use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 use shmpool::{DType, ReadBuf, WriteBuf, MAX_DIMS};
 use std::ffi::c_int;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,26 +20,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The NumPy type that views a payload of `dtype`. NumPy has no bfloat16: bf16 payloads are
-/// viewed as their raw `uint16` bits (see the README).
-fn numpy_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::U16 | DType::BF16 => "uint16",
-        DType::U32 => "uint32",
-        DType::U64 => "uint64",
-        DType::I8 => "int8",
-        DType::I16 => "int16",
-        DType::I32 => "int32",
-        DType::I64 => "int64",
-        DType::F16 => "float16",
-        DType::F32 => "float32",
-        DType::F64 => "float64",
-        _ => "uint8",
-    }
-}
-
 /// A dtype argument: a shmpool name (`"f32"`, `"bf16"`, …) or anything `numpy.dtype()` accepts.
 pub(crate) fn parse_dtype(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<DType> {
+    if let Some(d) = numpy_types::known_dtype(obj)? {
+        return Ok(d);
+    }
     if let Ok(name) = obj.extract::<String>() {
         if let Some(d) = DType::from_name(&name) {
             return Ok(d);
@@ -80,9 +65,11 @@ pub(crate) fn parse_dtype(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<DT
 
 /// A shape argument: an int or a sequence of ints, at most `MAX_DIMS` of them, none negative.
 fn parse_shape(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
-    let dims: Vec<i64> = match obj.extract::<i64>() {
-        Ok(n) => vec![n],
-        Err(_) => obj.extract().map_err(|_| invalid("shape must be an int or a sequence of ints"))?,
+    // A tuple first: a failed int conversion costs an exception.
+    let single = if obj.is_instance_of::<PyTuple>() { None } else { obj.extract::<i64>().ok() };
+    let dims: Vec<i64> = match single {
+        Some(n) => vec![n],
+        None => obj.extract().map_err(|_| invalid("shape must be an int or a sequence of ints"))?,
     };
     if dims.len() > MAX_DIMS {
         return Err(invalid(format!("{} dimensions, at most {MAX_DIMS}", dims.len())));
@@ -116,15 +103,12 @@ pub(crate) fn ndarray<'py>(
     shape: &[u64],
     reshape: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let py = owner.py();
-    let np = numpy(py)?;
     let count: u64 = shape.iter().product();
     let view = PyMemoryView::from(owner)?;
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("count", count)?;
-    let flat = np.getattr("frombuffer")?.call((view, numpy_name(dtype)), Some(&kwargs))?;
-    if reshape {
-        flat.call_method1("reshape", (PyTuple::new(py, shape)?,))
+    let flat = numpy_types::frombuffer(view.as_any(), dtype, count)?;
+    // One dimension is what frombuffer made already.
+    if reshape && shape.len() != 1 {
+        flat.call_method1("reshape", (PyTuple::new(owner.py(), shape)?,))
     } else {
         Ok(flat)
     }

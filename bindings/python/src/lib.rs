@@ -15,6 +15,7 @@
 mod buffers;
 mod dlpack;
 mod farm;
+mod numpy_types;
 mod pool;
 mod protocol;
 mod store;

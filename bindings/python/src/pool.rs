@@ -2,7 +2,7 @@
 
 use crate::buffers::{Buffer, WriteBuffer};
 use crate::{invalid, to_py, PyErrorClass};
-use pyo3::exceptions::PyTimeoutError;
+use pyo3::exceptions::{PyBufferError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use shmpool::{Config, Error, Mode, Overflow};
@@ -26,6 +26,12 @@ pub(crate) fn parse_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> 
             .map(Some)
             .map_err(|_| invalid(format!("timeout must be None or a number of seconds >= 0, not {t}"))),
     }
+}
+
+/// A spin budget in seconds (zero: never spin); negative, NaN or infinite is an error.
+fn parse_spin(seconds: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| invalid(format!("spin must be a finite number of seconds >= 0, not {seconds}")))
 }
 
 /// Why a blocking call ended without a value.
@@ -388,6 +394,18 @@ impl Producer {
         }
     }
 
+    /// Spins up to `seconds` for a free slot before sleeping (multi-CPU machines only; see
+    /// `Consumer.set_spin`). Raises `BufferError` while an `acquire` of another thread runs.
+    fn set_spin(&self, seconds: f64) -> PyResult<()> {
+        let spin = parse_spin(seconds)?;
+        let mut inner = lock(&self.inner);
+        let producer = inner.as_mut().ok_or_else(|| to_py(Error::Closed))?;
+        let producer = Arc::get_mut(producer)
+            .ok_or_else(|| PyBufferError::new_err("cannot set the spin while another thread acquires"))?;
+        producer.set_spin(spin);
+        Ok(())
+    }
+
     /// The readiness descriptor: readable when a slot may be free (see `shmpool._aio`).
     fn fileno(&self) -> PyResult<i32> {
         self.get()?.ready_fd().map_err(to_py)
@@ -483,6 +501,15 @@ impl Consumer {
             Some(buf) => Buffer::new(buf).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Spins up to `seconds` for a publication before sleeping (zero: never; multi-CPU machines
+    /// only). At most one place fewer than the CPUs spins at once per pool, the others sleep at
+    /// once; a spinner that loses its CPU to another task yields it between tries for a while.
+    fn set_spin(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let spin = parse_spin(seconds)?;
+        // A recv in another thread holds the lock for up to one slice: wait without the GIL.
+        py.detach(|| lock(&self.inner).as_mut().map(|c| c.set_spin(spin))).ok_or_else(|| to_py(Error::Closed))
     }
 
     /// The readiness descriptor: readable when a buffer may be received (see `shmpool._aio`).

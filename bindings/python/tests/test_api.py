@@ -183,6 +183,39 @@ def test_blocking_calls_release_the_gil(make_pool):
     releaser.join()
 
 
+def test_set_spin_makes_a_waiting_consumer_spin_within_the_bound(make_pool):
+    import os
+    import threading
+
+    pool = make_pool(slots=1)
+    consumer, producer = pool.consumer(), pool.producer()
+    consumer.set_spin(30)
+    producer.set_spin(0.001)
+    got = []
+    receiver = threading.Thread(target=lambda: got.append(consumer.recv(timeout=30).seq))
+    receiver.start()
+    # Spinning needs a CPU to spare for the peer: with one CPU the consumer sleeps at once.
+    want = "spinners" if len(os.sched_getaffinity(0)) > 1 else "waiters"
+    deadline = time.monotonic() + 20
+    while pool.stats()[want] != 1:
+        assert time.monotonic() < deadline, pool.stats()
+        time.sleep(0.002)
+    seq = producer.acquire(timeout=5).publish()
+    receiver.join(timeout=25)
+    assert got == [seq] and pool.stats()["spinners"] == 0
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(shmpool.InvalidArgument, match="spin"):
+            consumer.set_spin(bad)
+        with pytest.raises(shmpool.InvalidArgument, match="spin"):
+            producer.set_spin(bad)
+    consumer.close()
+    producer.close()
+    with pytest.raises(shmpool.Closed):
+        consumer.set_spin(0)
+    with pytest.raises(shmpool.Closed):
+        producer.set_spin(0)
+
+
 def test_workqueue_gives_each_buffer_to_one_consumer(make_pool):
     pool = make_pool(slots=4, mode="workqueue")
     first, second = pool.consumer(), pool.consumer()

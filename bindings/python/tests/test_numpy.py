@@ -42,7 +42,7 @@ def test_every_dtype_and_shape_round_trips(make_pool, name):
     pool = make_pool(slot_size=8192)
     consumer, producer = pool.consumer(), pool.producer()
     np_type = DTYPES[name]
-    for shape, spec in itertools.product(SHAPES, (name, np_type, np.dtype(np_type))):
+    for shape, spec in itertools.product(SHAPES, (name, np.dtype(np_type).name, np_type, np.dtype(np_type))):
         expected = (np.arange(int(np.prod(shape))) % 100).astype(np_type).reshape(shape)
         buf = send(pool, producer, consumer, spec, shape, expected)
         assert (buf.dtype, buf.shape, buf.nbytes) == (name, shape, expected.nbytes)

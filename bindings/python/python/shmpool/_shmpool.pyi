@@ -144,6 +144,9 @@ class Producer:
         TimeoutError, Closed; KeyboardInterrupt on Ctrl-C."""
     def try_acquire(self) -> Optional[WriteBuffer]:
         """Takes a free slot if there is one now, else None (which arms fileno())."""
+    def set_spin(self, seconds: float) -> None:
+        """Spins up to seconds for a free slot before sleeping (see Consumer.set_spin). Raises
+        BufferError while an acquire of another thread runs."""
     def fileno(self) -> int:
         """Readiness descriptor: readable when a slot may be free; then try_acquire until None."""
     async def aacquire(self, timeout: Optional[float] = None) -> WriteBuffer:
@@ -163,6 +166,10 @@ class Consumer:
     def __next__(self) -> Buffer: ...
     def try_recv(self) -> Optional[Buffer]:
         """Receives the next buffer if one is published now, else None (which arms fileno())."""
+    def set_spin(self, seconds: float) -> None:
+        """Spins up to seconds for a publication before sleeping (0: never; multi-CPU machines
+        only). At most one place fewer than the CPUs spins at once per pool, the others sleep at
+        once; a spinner that loses its CPU to another task yields it between tries for a while."""
     def fileno(self) -> int:
         """Readiness descriptor: readable when a buffer may be received; then try_recv until None."""
     async def arecv(self, timeout: Optional[float] = None) -> Buffer:

@@ -127,6 +127,7 @@ pub fn send(side: &mut dyn SendSide, plan: &Plan) -> CliResult<SenderReport> {
     side.wait_ack()?;
     let cpu_latency_ns = cpu_ns() - cpu_start;
 
+    side.start_streaming();
     let cpu_start = cpu_ns();
     let stream_start_ns = monotonic_ns();
     let end = Instant::now() + plan.stream_time;

@@ -120,6 +120,8 @@ pub trait SendSide {
     fn send(&mut self, index: u64) -> CliResult<Sent>;
     /// Waits for the receiver's acknowledgement of the last message.
     fn wait_ack(&mut self) -> CliResult;
+    /// Messages are streamed from now on: timings only the latency phase reports are not taken.
+    fn start_streaming(&mut self) {}
 }
 
 pub trait RecvSide {
