@@ -138,12 +138,31 @@ impl FarmClient {
         to_python(py, reply.map_err(to_py)?)
     }
 
-    /// How parts travelled: `{"shared_parts": n, "inline_parts": n, "resent_inline": n}`.
+    /// How parts travelled: `shared_parts`, `inline_parts`, `resent_inline` (requests), then
+    /// `shared_reply_parts`, `inline_reply_parts`, `replies_resent_inline` (replies), and
+    /// `reply_slots_held` (slots of the reply pool held by reply arrays still alive).
     fn stats(&self) -> std::collections::HashMap<&'static str, u64> {
-        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner()).stats();
-        [("shared_parts", s.shared_parts), ("inline_parts", s.inline_parts), ("resent_inline", s.resent_inline)]
-            .into_iter()
-            .collect()
+        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let s = client.stats();
+        let held = client.reply_pool().map(|p| p.stats()).map_or(0, |p| u64::from(p.slots - p.free));
+        [
+            ("shared_parts", s.shared_parts),
+            ("inline_parts", s.inline_parts),
+            ("resent_inline", s.resent_inline),
+            ("shared_reply_parts", s.shared_reply_parts),
+            ("inline_reply_parts", s.inline_reply_parts),
+            ("replies_resent_inline", s.replies_resent_inline),
+            ("reply_slots_held", held),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// `(address, size)` of this process's read-only mapping of the reply pool, where reply
+    /// arrays of co-located workers lie; `None` before the first co-located request.
+    fn reply_pool_mapping(&self) -> Option<(usize, usize)> {
+        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        client.reply_pool().map(|p| p.read_mapping()).map(|(base, size)| (base as usize, size))
     }
 }
 

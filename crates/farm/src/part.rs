@@ -22,24 +22,25 @@ pub const ARRAY_MAGIC: &[u8] = b"\xffSPA1";
 
 /// The bytes of a part: owned, a range of a received frame (no copy), or a slot of a co-located
 /// sender's pool read in place (see [`crate::shm`]; valid while the sender keeps the slot, i.e.
-/// until the request is answered: [`crate::Request`] ties it to its own lifetime).
+/// until the request is answered: [`crate::Request`] ties it to its own lifetime), or a slot of
+/// the receiver's own reply pool, held until dropped (see [`crate::reply`]).
 pub enum Payload {
     Owned(Vec<u8>),
     Received { frame: Frame, start: usize },
     Shared { pool: shmpool::Pool, slot: u32, offset: u64, len: u64 },
+    Slot { buf: shmpool::ReadBuf, pool: shmpool::Pool },
 }
 
 impl Payload {
     /// Whether the bytes lie inside a shared-memory pool mapping (read in place, not copied).
     pub fn is_shared(&self) -> bool {
-        match self {
-            Payload::Shared { pool, .. } => {
-                let (base, size) = pool.mapping();
-                let here = self.as_ptr() as usize;
-                here >= base as usize && here + self.len() <= base as usize + size
-            }
-            _ => false,
-        }
+        let (base, size) = match self {
+            Payload::Shared { pool, .. } => pool.mapping(),
+            Payload::Slot { pool, .. } => pool.read_mapping(),
+            _ => return false,
+        };
+        let here = self.as_ptr() as usize;
+        here >= base as usize && here + self.len() <= base as usize + size
     }
 
     /// An owned copy if the bytes are in a peer's pool (which the peer reuses after the exchange).
@@ -60,6 +61,7 @@ impl Deref for Payload {
             Payload::Received { frame, start } => frame.get(*start..).unwrap_or_default(),
             // Checked against the pool's geometry when the payload was made.
             Payload::Shared { pool, slot, offset, len } => pool.slot_region(*slot, *offset, *len).unwrap_or_default(),
+            Payload::Slot { buf, .. } => buf,
         }
     }
 }

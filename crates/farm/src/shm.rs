@@ -107,9 +107,10 @@ impl Descriptor {
     }
 }
 
-/// Whether a message body holds descriptor frames.
+/// Whether a message body holds frames of shared memory: descriptors or a reply-to
+/// ([`crate::reply`]).
 pub fn has_descriptors<F: AsRef<[u8]>>(body: &[F]) -> bool {
-    body.iter().any(|f| f.as_ref().starts_with(DESC_MAGIC))
+    body.iter().any(|f| crate::reply::is_shm_frame(f.as_ref()))
 }
 
 /// The sender's side: a pool of its own, created at the first shared part.

@@ -44,14 +44,18 @@ fn co_located_arrays_travel_as_descriptors_read_in_place_and_no_slot_stays_held(
         assert_eq!(text(&reply[1]), format!("event {i}"));
         let echoed = reply[2].as_array().expect("the array, echoed");
         assert!(echoed.shape == [1, 128, 128] && echoed.data[..] == data[..], "request {i}: wrong data");
+        assert!(echoed.data.is_shared(), "request {i}: the reply array is not a view of the reply pool");
         assert_eq!(text(&reply[3]), "shared", "request {i}: the worker did not read the array in place");
     }
     let stats = client.stats();
     assert_eq!((stats.shared_parts, stats.resent_inline), (1000, 0), "{stats:?}");
-    let pool = client.pool().expect("the client's pool").stats();
-    assert_eq!((pool.writing, pool.reading, pool.free), (0, 0, pool.slots), "slots held after 1,000 requests");
+    assert_eq!((stats.shared_reply_parts, stats.inline_reply_parts, stats.replies_resent_inline), (1000, 3000, 0));
+    for pool in [client.pool().expect("the client's pool"), client.reply_pool().expect("the reply pool")] {
+        let pool = pool.stats();
+        assert_eq!((pool.writing, pool.reading, pool.ready, pool.free), (0, 0, 0, pool.slots), "after 1,000 requests");
+    }
     let s = status(&ep);
-    assert_eq!(s["counters"]["descriptors_forwarded"], 1000, "{s}");
+    assert_eq!(s["counters"]["descriptors_forwarded"], 2000, "{s}");
     assert_eq!(s["counters"]["descriptors_inlined"], 0, "{s}");
     drop(client);
     assert!(worker_proc.terminate(), "the worker did not stop cleanly on SIGTERM");

@@ -44,6 +44,10 @@ struct Cli {
     /// Never use shared memory.
     #[arg(long)]
     no_shm: bool,
+    /// After printing the results, keep the last reply (views of reply slots included) until
+    /// killed (for the tests).
+    #[arg(long)]
+    hold: bool,
 }
 
 fn main() -> ExitCode {
@@ -70,13 +74,20 @@ fn run(cli: &Cli) -> Result<(), String> {
     }
     let mut times = Vec::with_capacity(cli.events as usize);
     let mut served_by: BTreeMap<String, u32> = BTreeMap::new();
+    let mut last = Vec::new();
     for event in 0..cli.events {
         let parts = make_event(event, cli.planes, cli.side);
         let sent = Instant::now();
+        drop(std::mem::take(&mut last));
         let reply = client.request(&cli.service, &parts).map_err(|e| format!("event {event}: {e}"))?;
         times.push(sent.elapsed());
         check(&parts, &reply, cli.last_only).map_err(|e| format!("event {event}: {e}"))?;
         *served_by.entry(String::from_utf8_lossy(reply[0].data()).into_owned()).or_default() += 1;
+        last = reply;
+    }
+    let held_replies = last.iter().filter(|p| p.as_array().is_some_and(|a| a.data.is_shared())).count();
+    if !cli.hold {
+        drop(std::mem::take(&mut last));
     }
     // Events/s of one client: 1 / mean round trip (building events is not timed).
     let elapsed: Duration = times.iter().sum();
@@ -85,6 +96,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64).unwrap_or(0);
     let stats = client.stats();
     let held = client.pool().map(|p| p.stats()).map(|s| s.slots - s.free).unwrap_or(0);
+    let reply_held = client.reply_pool().map(|p| p.stats()).map(|s| s.slots - s.free).unwrap_or(0);
     let out = serde_json::json!({
         "events": cli.events,
         "elapsed_s": elapsed.as_secs_f64(),
@@ -95,9 +107,21 @@ fn run(cli: &Cli) -> Result<(), String> {
         "inline_parts": stats.inline_parts,
         "resent_inline": stats.resent_inline,
         "slots_held": held,
+        "shared_reply_parts": stats.shared_reply_parts,
+        "inline_reply_parts": stats.inline_reply_parts,
+        "replies_resent_inline": stats.replies_resent_inline,
+        "reply_slots_held": reply_held,
+        "held_reply_views": if cli.hold { held_replies } else { 0 },
         "served_by": served_by,
     });
     println!("{out}");
+    if cli.hold {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::park(); // until killed, holding `last`
+        }
+    }
     Ok(())
 }
 

@@ -34,6 +34,10 @@ struct Cli {
     /// else "inline".
     #[arg(long)]
     report_shared: bool,
+    /// Kill this process (SIGKILL) after writing the first reply, before sending it: a worker
+    /// crashing with its reply in a client's reply pool (for the tests).
+    #[arg(long)]
+    crash_before_send: bool,
     /// Directory of pools and co-location challenges (default: $SHMPOOL_DIR, else /dev/shm).
     #[arg(long)]
     shm_dir: Option<std::path::PathBuf>,
@@ -77,7 +81,12 @@ fn main() -> ExitCode {
             let arrays = request.parts().iter().filter_map(Part::as_array);
             reply.extend(arrays.map(|a| Part::bytes(if a.data.is_shared() { "shared" } else { "inline" })));
         }
-        if let Err(e) = request.reply(&reply) {
+        let staged = request.split().1.stage(&reply);
+        if cli.crash_before_send {
+            // SAFETY: plain syscall signalling this very process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        if let Err(e) = staged.send() {
             eprintln!("shmpool-farm-worker: {e}");
         }
     }
