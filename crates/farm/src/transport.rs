@@ -70,6 +70,7 @@ pub struct Context(zmq::Context);
 
 impl Context {
     pub fn new() -> Context {
+        keep_message_memory();
         Context(zmq::Context::new())
     }
 
@@ -96,6 +97,27 @@ impl Context {
         // Closing never blocks on unsent messages: peers retry by protocol.
         socket.set_linger(0)?;
         Ok(Socket(socket))
+    }
+}
+
+/// libzmq mallocs every received message and frees it once read; with glibc's defaults a message
+/// of a few MiB gets fresh pages each time (a new mmap, or a heap grown again after a trim): about
+/// 2,000 page faults per SSNet event, most of the time of the bytes path. Messages up to 64 MiB
+/// come from the heap instead and up to 256 MiB of freed heap is kept for the next one. Once per
+/// process; skipped if the user tunes the allocator (`GLIBC_TUNABLES`).
+fn keep_message_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if std::env::var_os("GLIBC_TUNABLES").is_none() {
+                // SAFETY: mallopt only sets allocator parameters; valid at any time.
+                unsafe {
+                    libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+                    libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+                }
+            }
+        });
     }
 }
 

@@ -75,6 +75,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let mut times = Vec::with_capacity(cli.events as usize);
     let mut served_by: BTreeMap<String, u32> = BTreeMap::new();
     let mut last = Vec::new();
+    let cpu_before = cpu_seconds();
     for event in 0..cli.events {
         let parts = make_event(event, cli.planes, cli.side);
         let sent = Instant::now();
@@ -85,6 +86,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         *served_by.entry(String::from_utf8_lossy(reply[0].data()).into_owned()).or_default() += 1;
         last = reply;
     }
+    let cpu = cpu_seconds() - cpu_before;
     let held_replies = last.iter().filter(|p| p.as_array().is_some_and(|a| a.data.is_shared())).count();
     if !cli.hold {
         drop(std::mem::take(&mut last));
@@ -103,6 +105,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         "events_per_s": f64::from(cli.events) / elapsed.as_secs_f64(),
         "p50_us": us(pct(50)),
         "p99_us": us(pct(99)),
+        "cpu_s": cpu,
         "shared_parts": stats.shared_parts,
         "inline_parts": stats.inline_parts,
         "resent_inline": stats.resent_inline,
@@ -123,6 +126,18 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// CPU time (user + system) of this process so far, all threads, in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only fills the struct it is given (zeroed plain data).
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// One event: per plane a name, a metadata string and a (1, 1, side, side) float32 array.
