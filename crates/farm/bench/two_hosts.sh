@@ -58,7 +58,7 @@ for W in 1 2 4; do
     EP=tcp://$ADDR:5701
     start "$A" $BIN/shmpool-broker --bind $EP
     for i in $(seq $W); do start "$A" $BIN/shmpool-farm-worker --connect $EP --service ssnet --last-only; done
-    on "$B" $BIN/shmpool-farm-client --connect $EP --service ssnet --events 1 --last-only --wait-workers $W >/dev/null
+    on "$B" $BIN/shmpool-farm-client --connect $EP --service ssnet --events 1 --last-only --wait-workers $W --no-shm >/dev/null
     T0=$(ticks)
     R=$(on "$B" $BIN/shmpool-farm-client --connect $EP --service ssnet --events "$EVENTS" --planes 3 --side 512 --last-only)
     row "shmpool farm" $W "$R" $(($(ticks) - T0))

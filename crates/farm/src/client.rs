@@ -110,6 +110,21 @@ impl Client {
         self.outbox.pool()
     }
 
+    /// An array of `dtype` and `shape` for a request, to be written in place ([`Part::data_mut`];
+    /// the contents are unspecified until then: a slot is reused as it is). Where shared memory is on, it lies in a slot of the client's pool and
+    /// a co-located worker reads it there without any copy (else it is copied into a frame as any
+    /// array); the slot is held until the part is dropped. Panics on more than 8 dimensions or a
+    /// size beyond memory, as [`Part::array`].
+    pub fn array(&mut self, dtype: shmpool::DType, shape: &[u64]) -> Part {
+        match self.outbox.alloc(dtype, shape) {
+            Some(array) => Part::Array(array),
+            None => {
+                let len = crate::part::array_bytes(dtype, shape).expect("an array that fits in memory");
+                Part::array(dtype, shape, vec![0; len])
+            }
+        }
+    }
+
     /// The client's reply pool, once a proven attempt was sent.
     pub fn reply_pool(&self) -> Option<&shmpool::Pool> {
         self.replies.pool()

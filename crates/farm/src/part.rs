@@ -23,19 +23,21 @@ pub const ARRAY_MAGIC: &[u8] = b"\xffSPA1";
 /// The bytes of a part: owned, a range of a received frame (no copy), or a slot of a co-located
 /// sender's pool read in place (see [`crate::shm`]; valid while the sender keeps the slot, i.e.
 /// until the request is answered: [`crate::Request`] ties it to its own lifetime), or a slot of
-/// the receiver's own reply pool, held until dropped (see [`crate::reply`]).
+/// the receiver's own reply pool, held until dropped (see [`crate::reply`]), or a slot of the
+/// sender's own pool it writes in place before sending ([`crate::Client::array`]).
 pub enum Payload {
     Owned(Vec<u8>),
     Received { frame: Frame, start: usize },
     Shared { pool: shmpool::Pool, slot: u32, offset: u64, len: u64 },
     Slot { buf: shmpool::ReadBuf, pool: shmpool::Pool },
+    Writable { buf: shmpool::WriteBuf, len: usize, pool: shmpool::Pool },
 }
 
 impl Payload {
     /// Whether the bytes lie inside a shared-memory pool mapping (read in place, not copied).
     pub fn is_shared(&self) -> bool {
         let (base, size) = match self {
-            Payload::Shared { pool, .. } => pool.mapping(),
+            Payload::Shared { pool, .. } | Payload::Writable { pool, .. } => pool.mapping(),
             Payload::Slot { pool, .. } => pool.read_mapping(),
             _ => return false,
         };
@@ -62,6 +64,8 @@ impl Deref for Payload {
             // Checked against the pool's geometry when the payload was made.
             Payload::Shared { pool, slot, offset, len } => pool.slot_region(*slot, *offset, *len).unwrap_or_default(),
             Payload::Slot { buf, .. } => buf,
+            // `len` was checked against the slot's capacity when the payload was made.
+            Payload::Writable { buf, len, .. } => buf.get(..*len).unwrap_or_default(),
         }
     }
 }
@@ -111,6 +115,20 @@ impl Part {
         match self {
             Part::Bytes(p) => p,
             Part::Array(a) => &a.data,
+        }
+    }
+
+    /// The data, writable: of an owned part or of a slot to be sent ([`crate::Client::array`]);
+    /// `None` for received parts.
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        let payload = match self {
+            Part::Bytes(p) => p,
+            Part::Array(a) => &mut a.data,
+        };
+        match payload {
+            Payload::Owned(v) => Some(v),
+            Payload::Writable { buf, len, .. } => buf.get_mut(..*len),
+            _ => None,
         }
     }
 

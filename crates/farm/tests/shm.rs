@@ -138,3 +138,32 @@ fn descriptors_from_an_unproven_peer_are_refused() {
     let s = status(&ep);
     assert_eq!(s["counters"]["malformed"]["foreign-descriptor"], 1, "{s}");
 }
+
+#[test]
+fn arrays_written_in_place_in_the_clients_slots_are_sent_without_a_copy() {
+    let dir = TempDir::new("inplace");
+    let ep = dir.endpoint("broker");
+    let _broker = broker(&ep, &[]);
+    let _worker = worker(&ep, "echo", "w", &["--report-shared"]);
+    wait_status(&ep, 10 * SECOND, "a co-located worker", |s| workers_of(s, "echo") == 1 && s["colocated_peers"] == 1);
+    let mut client = shm_client(&ep, &dir.0);
+    for i in 0..100u32 {
+        let mut part = client.array(DType::F32, &[16, 1024]);
+        assert!(part.as_array().unwrap().data.is_shared(), "request {i}: not in a slot of the client's pool");
+        part.data_mut().expect("writable").copy_from_slice(&plane(i));
+        let reply = client.request("echo", std::slice::from_ref(&part)).unwrap();
+        assert!(reply[1].data() == part.data() && text(&reply[2]) == "shared", "request {i}");
+        let pool = client.pool().unwrap().stats();
+        assert_eq!(pool.writing, 1, "the part holds its slot until dropped");
+        drop(part);
+    }
+    assert_eq!(client.stats().shared_parts, 100);
+    let pool = client.pool().unwrap().stats();
+    assert_eq!((pool.writing, pool.free), (0, pool.slots), "slots held after the parts were dropped");
+    // Without shared memory the same call gives an ordinary array, sent as bytes.
+    let mut plain = common::client(&ep, 5 * SECOND, 1);
+    let mut part = plain.array(DType::F32, &[16, 1024]);
+    part.data_mut().unwrap().copy_from_slice(&plane(7));
+    assert!(!part.as_array().unwrap().data.is_shared());
+    assert_eq!(plain.request("echo", &[part]).unwrap()[1].data(), &plane(7)[..]);
+}

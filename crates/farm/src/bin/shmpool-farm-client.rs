@@ -77,7 +77,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let mut last = Vec::new();
     let cpu_before = cpu_seconds();
     for event in 0..cli.events {
-        let parts = make_event(event, cli.planes, cli.side);
+        let parts = make_event(&mut client, event, cli.planes, cli.side);
         let sent = Instant::now();
         drop(std::mem::take(&mut last));
         let reply = client.request(&cli.service, &parts).map_err(|e| format!("event {event}: {e}"))?;
@@ -140,15 +140,19 @@ fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-/// One event: per plane a name, a metadata string and a (1, 1, side, side) float32 array.
-fn make_event(event: u32, planes: u32, side: u64) -> Vec<Part> {
+/// One event: per plane a name, a metadata string and a (1, 1, side, side) float32 array,
+/// written in place (in a slot of the client's pool where shared memory is on).
+fn make_event(client: &mut Client, event: u32, planes: u32, side: u64) -> Vec<Part> {
     let mut parts = Vec::new();
     for plane in 0..planes {
-        let n = (side * side) as u32;
-        let data: Vec<u8> = (0..n).flat_map(|i| ((i ^ event ^ plane << 20) as f32).to_ne_bytes()).collect();
+        let mut array = client.array(DType::F32, &[1, 1, side, side]);
+        let data = array.data_mut().unwrap_or_default();
+        for (i, value) in data.chunks_exact_mut(4).enumerate() {
+            value.copy_from_slice(&((i as u32 ^ event ^ plane << 20) as f32).to_ne_bytes());
+        }
         parts.push(Part::bytes(format!("event{event}-plane{plane}")));
         parts.push(Part::bytes(format!("{{\"event\": {event}, \"plane\": {plane}}}")));
-        parts.push(Part::array(DType::F32, &[1, 1, side, side], data));
+        parts.push(array);
     }
     parts
 }
