@@ -33,7 +33,7 @@ fn shm_config(shm: bool, shm_dir: Option<PathBuf>, threshold: usize) -> ShmConfi
 }
 
 /// Python parts → farm parts: `bytes`/`bytearray`/`str` are bytes, anything with a `dtype` and
-/// a `shape` (NumPy arrays) is an array (copied once, C order).
+/// a `shape` (NumPy arrays) is an array (copied once, C order, into its frame).
 fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Part>> {
     let mut out = Vec::new();
     for item in parts.try_iter()? {
@@ -45,8 +45,11 @@ fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Part>> {
             let dtype = parse_dtype(py, &array.getattr("dtype")?)?;
             let shape: Vec<u64> = array.getattr("shape")?.extract()?;
             let flat = array.call_method1("reshape", (-1,))?.call_method1("view", ("uint8",))?;
-            let data = PyBuffer::<u8>::get(&flat)?.to_vec(py)?;
-            out.push(Part::array(dtype, &shape, data));
+            // Copied once, straight into the frame it is sent as (or from, into a slot).
+            let mut part = Part::zeros(dtype, &shape);
+            let data = part.data_mut().ok_or_else(|| invalid("a new array part is not writable"))?;
+            PyBuffer::<u8>::get(&flat)?.copy_to_slice(py, data)?;
+            out.push(part);
         } else if let Ok(buffer) = PyBuffer::<u8>::get(&item) {
             out.push(Part::bytes(buffer.to_vec(py)?));
         } else {

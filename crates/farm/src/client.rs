@@ -110,18 +110,19 @@ impl Client {
         self.outbox.pool()
     }
 
-    /// An array of `dtype` and `shape` for a request, to be written in place ([`Part::data_mut`];
-    /// the contents are unspecified until then: a slot is reused as it is). Where shared memory is on, it lies in a slot of the client's pool and
-    /// a co-located worker reads it there without any copy (else it is copied into a frame as any
-    /// array); the slot is held until the part is dropped. Panics on more than 8 dimensions or a
-    /// size beyond memory, as [`Part::array`].
+    /// An array of `dtype` and `shape` for a request, to be written in place ([`Part::data_mut`]),
+    /// sent with no copy: if the broker is co-located (proven now, if not yet), in a slot of the
+    /// client's pool that a co-located worker reads in place, held until the part is dropped
+    /// (its contents are unspecified until written: a slot is reused as it is); else zeros laid
+    /// out as their frame ([`Part::zeros`]). Panics as [`Part::array`].
     pub fn array(&mut self, dtype: shmpool::DType, shape: &[u64]) -> Part {
-        match self.outbox.alloc(dtype, shape) {
+        if self.config.shm.enabled && self.socket.is_none() {
+            self.socket = self.open_socket().ok().flatten();
+        }
+        let proven = self.socket.as_ref().is_some_and(|(_, proven)| *proven);
+        match proven.then(|| self.outbox.alloc(dtype, shape)).flatten() {
             Some(array) => Part::Array(array),
-            None => {
-                let len = crate::part::array_bytes(dtype, shape).expect("an array that fits in memory");
-                Part::array(dtype, shape, vec![0; len])
-            }
+            None => Part::zeros(dtype, shape),
         }
     }
 

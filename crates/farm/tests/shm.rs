@@ -165,5 +165,8 @@ fn arrays_written_in_place_in_the_clients_slots_are_sent_without_a_copy() {
     let mut part = plain.array(DType::F32, &[16, 1024]);
     part.data_mut().unwrap().copy_from_slice(&plane(7));
     assert!(!part.as_array().unwrap().data.is_shared());
-    assert_eq!(plain.request("echo", &[part]).unwrap()[1].data(), &plane(7)[..]);
+    for _ in 0..3 {
+        // Each request lends the same buffer to libzmq again.
+        assert_eq!(plain.request("echo", std::slice::from_ref(&part)).unwrap()[1].data(), &plane(7)[..]);
+    }
 }
