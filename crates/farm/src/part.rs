@@ -33,7 +33,7 @@ pub enum Payload {
     Shared { pool: shmpool::Pool, slot: u32, offset: u64, len: u64 },
     Slot { buf: shmpool::ReadBuf, pool: shmpool::Pool },
     Writable { buf: shmpool::WriteBuf, len: usize, pool: shmpool::Pool },
-    Framed { frame: Arc<[u8]>, start: usize },
+    Framed { frame: Arc<Vec<u8>>, start: usize },
 }
 
 impl Payload {
@@ -120,8 +120,10 @@ impl Part {
         assert!(shape.len() <= MAX_DIMS, "at most {MAX_DIMS} dimensions");
         let len = array_bytes(dtype, shape).expect("an array that fits in memory");
         let head = header(dtype, shape);
-        let frame: Arc<[u8]> = head.iter().copied().chain(std::iter::repeat_n(0, len)).collect();
-        let data = Payload::Framed { frame, start: head.len() };
+        let start = head.len();
+        let mut frame = head;
+        frame.resize(start + len, 0);
+        let data = Payload::Framed { frame: Arc::new(frame), start };
         Part::Array(Array { dtype, shape: shape.to_vec(), data })
     }
 

@@ -14,7 +14,7 @@ pub struct Frame(Inner);
 
 enum Inner {
     Zmq(zmq::Message),
-    Shared(Arc<[u8]>),
+    Shared(Arc<Vec<u8>>),
 }
 
 impl Frame {
@@ -24,7 +24,7 @@ impl Frame {
     }
 
     /// A frame of `bytes`, sent without a copy: libzmq holds a reference until it has sent them.
-    pub fn shared(bytes: Arc<[u8]>) -> Frame {
+    pub fn shared(bytes: Arc<Vec<u8>>) -> Frame {
         Frame(Inner::Shared(bytes))
     }
 }
@@ -69,12 +69,12 @@ struct RawMessage(zmq_sys::zmq_msg_t);
 
 /// libzmq's callback when it is done with a shared frame: drops the reference lent to it.
 unsafe extern "C" fn release_shared(_data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the `Box<Arc<[u8]>>` leaked in `send_shared`, released once, here.
-    drop(unsafe { Box::from_raw(hint.cast::<Arc<[u8]>>()) });
+    // SAFETY: `hint` is the `Box<Arc<Vec<u8>>>` leaked in `send_shared`, released once, here.
+    drop(unsafe { Box::from_raw(hint.cast::<Arc<Vec<u8>>>()) });
 }
 
 /// Sends `bytes` as one frame on socket `raw`, lending libzmq a reference instead of a copy.
-fn send_shared(raw: *mut c_void, bytes: Arc<[u8]>, flags: i32) -> Result<(), TransportError> {
+fn send_shared(raw: *mut c_void, bytes: Arc<Vec<u8>>, flags: i32) -> Result<(), TransportError> {
     let (data, len) = (bytes.as_ptr().cast_mut().cast::<c_void>(), bytes.len());
     let hint = Box::into_raw(Box::new(bytes)).cast::<c_void>();
     let mut msg = RawMessage(zmq_sys::zmq_msg_t::default());
@@ -83,7 +83,7 @@ fn send_shared(raw: *mut c_void, bytes: Arc<[u8]>, flags: i32) -> Result<(), Tra
     // libzmq owns it) or closed here; `raw` is the caller's live socket.
     unsafe {
         if zmq_sys::zmq_msg_init_data(&mut msg.0, data, len, Some(release_shared), hint) != 0 {
-            drop(Box::from_raw(hint.cast::<Arc<[u8]>>()));
+            drop(Box::from_raw(hint.cast::<Arc<Vec<u8>>>()));
             return Err(zmq::Error::from_raw(zmq_sys::zmq_errno()).into());
         }
         if zmq_sys::zmq_msg_send(&mut msg.0, raw, flags) == -1 {
