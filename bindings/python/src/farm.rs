@@ -33,7 +33,7 @@ fn shm_config(shm: bool, shm_dir: Option<PathBuf>, threshold: usize) -> ShmConfi
 }
 
 /// Python parts → farm parts: `bytes`/`bytearray`/`str` are bytes, anything with a `dtype` and
-/// a `shape` (NumPy arrays) is an array (copied once, C order).
+/// a `shape` (NumPy arrays) is an array (copied once, C order, into its frame).
 fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Part>> {
     let mut out = Vec::new();
     for item in parts.try_iter()? {
@@ -45,8 +45,11 @@ fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Part>> {
             let dtype = parse_dtype(py, &array.getattr("dtype")?)?;
             let shape: Vec<u64> = array.getattr("shape")?.extract()?;
             let flat = array.call_method1("reshape", (-1,))?.call_method1("view", ("uint8",))?;
-            let data = PyBuffer::<u8>::get(&flat)?.to_vec(py)?;
-            out.push(Part::array(dtype, &shape, data));
+            // Copied once, straight into the frame it is sent as (or from, into a slot).
+            let mut part = Part::zeros(dtype, &shape);
+            let data = part.data_mut().ok_or_else(|| invalid("a new array part is not writable"))?;
+            PyBuffer::<u8>::get(&flat)?.copy_to_slice(py, data)?;
+            out.push(part);
         } else if let Ok(buffer) = PyBuffer::<u8>::get(&item) {
             out.push(Part::bytes(buffer.to_vec(py)?));
         } else {
@@ -138,12 +141,31 @@ impl FarmClient {
         to_python(py, reply.map_err(to_py)?)
     }
 
-    /// How parts travelled: `{"shared_parts": n, "inline_parts": n, "resent_inline": n}`.
+    /// How parts travelled: `shared_parts`, `inline_parts`, `resent_inline` (requests), then
+    /// `shared_reply_parts`, `inline_reply_parts`, `replies_resent_inline` (replies), and
+    /// `reply_slots_held` (slots of the reply pool held by reply arrays still alive).
     fn stats(&self) -> std::collections::HashMap<&'static str, u64> {
-        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner()).stats();
-        [("shared_parts", s.shared_parts), ("inline_parts", s.inline_parts), ("resent_inline", s.resent_inline)]
-            .into_iter()
-            .collect()
+        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let s = client.stats();
+        let held = client.reply_pool().map(|p| p.stats()).map_or(0, |p| u64::from(p.slots - p.free));
+        [
+            ("shared_parts", s.shared_parts),
+            ("inline_parts", s.inline_parts),
+            ("resent_inline", s.resent_inline),
+            ("shared_reply_parts", s.shared_reply_parts),
+            ("inline_reply_parts", s.inline_reply_parts),
+            ("replies_resent_inline", s.replies_resent_inline),
+            ("reply_slots_held", held),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// `(address, size)` of this process's read-only mapping of the reply pool, where reply
+    /// arrays of co-located workers lie; `None` before the first co-located request.
+    fn reply_pool_mapping(&self) -> Option<(usize, usize)> {
+        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        client.reply_pool().map(|p| p.read_mapping()).map(|(base, size)| (base as usize, size))
     }
 }
 

@@ -82,6 +82,8 @@ def test_python_worker_reads_arrays_in_place_and_no_slot_is_held(broker):
     assert len(seen) == 1000
     assert all(shared and is_array and not writeable for shared, is_array, writeable in seen)
     assert result["shared_parts"] == 1000 and result["slots_held"] == 0, result
+    # The Python worker's reply arrays went into the Rust client's reply pool.
+    assert result["shared_reply_parts"] == 1000 and result["reply_slots_held"] == 0, result
 
 
 def test_python_client_gets_numpy_arrays_back_from_a_rust_worker(broker):
@@ -100,7 +102,16 @@ def test_python_client_gets_numpy_arrays_back_from_a_rust_worker(broker):
             assert (tag, name, meta, shared) == (b"rust", b"plane0", b'{"event": 1}', b"shared")
             assert back.dtype == np.float32 and back.shape == (1, 1, 512, 512)
             assert np.array_equal(back, plane)
-        assert client.stats()["shared_parts"] == 20
+            # The reply array is a read-only view inside the client's reply pool mapping.
+            base, size = client.reply_pool_mapping()
+            address = back.__array_interface__["data"][0]
+            assert base <= address and address + back.nbytes <= base + size
+            assert not back.flags.writeable
+            assert client.stats()["reply_slots_held"] == 1
+            del back
+            assert client.stats()["reply_slots_held"] == 0
+        stats = client.stats()
+        assert (stats["shared_parts"], stats["shared_reply_parts"], stats["inline_reply_parts"]) == (20, 20, 80)
     finally:
         worker.kill()
         worker.wait(timeout=10)

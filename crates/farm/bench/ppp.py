@@ -6,6 +6,7 @@ pyzmq, sending arrays as frames with copy=False (the SSNetServer way).
     python3 ppp.py client FRONTEND EVENTS PLANES SIDE WORKERS   # prints one JSON line
 """
 import json
+import resource
 import sys
 import time
 from collections import OrderedDict
@@ -77,6 +78,8 @@ def client(frontend_ep, events, planes, side, workers):
     sock.connect(frontend_ep)
     times = []
     time.sleep(0.5 + 0.1 * workers)  # the baseline has no status service; let the workers register
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     for event in range(events):
         frames = []
         for plane in range(planes):
@@ -88,11 +91,13 @@ def client(frontend_ep, events, planes, side, workers):
         times.append(time.monotonic() - sent)
         back = np.frombuffer(reply[1].buffer, dtype=np.float32)
         assert back.size == side * side and back[0] == event, "wrong reply"
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
     elapsed = sum(times)  # events/s of one client: 1 / mean round trip (building events is not timed)
     times.sort()
     print(json.dumps({
         "events": events, "elapsed_s": elapsed, "events_per_s": events / elapsed,
-        "p50_us": int(times[len(times) // 2] * 1e6), "p99_us": int(times[min(len(times) - 1, len(times) * 99 // 100)] * 1e6),
+        "p50_us": int(times[len(times) // 2] * 1e6), "p99_us": int(times[min(len(times) - 1, len(times) * 99 // 100)] * 1e6), "cpu_s": cpu,
     }), flush=True)
 
 

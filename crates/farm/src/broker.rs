@@ -12,6 +12,7 @@
 
 use crate::colocation::{self, Verifier};
 use crate::mdp::{self, Command, Inbound, Limits};
+use crate::reply::REPLY_TO_MAGIC;
 use crate::shm::{self, Inbox, DESC_MAGIC};
 use crate::transport::{Context, Frame, Socket};
 use crate::Result;
@@ -302,17 +303,21 @@ impl State {
     /// Makes `body` fit for peer `to`: descriptors go as they are to a co-located peer (no copy of
     /// the payload) and are replaced by the bytes they name for any other (the one copy of a hop
     /// off this host).
+    /// A reply-to frame goes only to a co-located peer too: any other gets the request without it.
     fn convey(&mut self, body: Vec<Frame>, to: &[u8]) -> std::result::Result<Vec<Frame>, String> {
-        let descriptors = body.iter().filter(|f| f.starts_with(DESC_MAGIC)).count() as u64;
-        if descriptors == 0 {
+        if !shm::has_descriptors(&body) {
             return Ok(body);
         }
+        let descriptors = body.iter().filter(|f| f.starts_with(DESC_MAGIC)).count() as u64;
         if self.verifier.is_proven(to) {
             self.counters.descriptors_forwarded += descriptors;
             return Ok(body);
         }
         self.counters.descriptors_inlined += descriptors;
-        body.into_iter().map(|f| if f.starts_with(DESC_MAGIC) { self.inbox.inline(&f) } else { Ok(f) }).collect()
+        body.into_iter()
+            .filter(|f| !f.starts_with(REPLY_TO_MAGIC))
+            .map(|f| if f.starts_with(DESC_MAGIC) { self.inbox.inline(&f) } else { Ok(f) })
+            .collect()
     }
 
     /// Queues a request (bounded) and dispatches its service.

@@ -5,7 +5,8 @@
 //! On a new socket the client first tries the co-location proof ([`crate::colocation`]); once
 //! proven, array parts of at least [`ShmConfig::threshold`] bytes go as descriptors of slots of the
 //! client's own pool, which it keeps until the request ends. If the worker cannot map them (it
-//! answers 409), the same request is sent again at once with the bytes inline.
+//! answers 409), the same request is sent again at once with the bytes inline. Reply arrays of a
+//! co-located worker arrive in the client's reply pool ([`crate::reply`]): views held until dropped.
 //!
 //! ```no_run
 //! use shmpool_farm::{Client, ClientConfig, Part};
@@ -18,6 +19,7 @@
 use crate::colocation::{self, Proof};
 use crate::mdp::{self, Limits};
 use crate::part::Part;
+use crate::reply::ReplyInbox;
 use crate::shm::{Outbox, Placed, ShmConfig};
 use crate::transport::{Context, Frame, Socket};
 use crate::{Error, Result};
@@ -55,6 +57,9 @@ pub struct Client {
     /// The current socket and whether it proved co-location.
     socket: Option<(Socket, bool)>,
     outbox: Outbox,
+    replies: ReplyInbox,
+    /// Id of the last attempt sent (ids of reply slots).
+    attempt_id: u64,
     stats: ClientStats,
 }
 
@@ -67,6 +72,12 @@ pub struct ClientStats {
     pub inline_parts: u64,
     /// Requests sent again inline because the worker could not map their descriptors.
     pub resent_inline: u64,
+    /// Reply parts received as slots of the client's reply pool.
+    pub shared_reply_parts: u64,
+    /// Reply parts received as bytes.
+    pub inline_reply_parts: u64,
+    /// Requests sent again asking for bytes because a slot their reply named was not found.
+    pub replies_resent_inline: u64,
 }
 
 impl Client {
@@ -76,12 +87,15 @@ impl Client {
             return Err(Error::Invalid("a client needs at least one attempt".into()));
         }
         let outbox = Outbox::new(config.shm.clone());
+        let replies = ReplyInbox::new(config.shm.clone());
         Ok(Client {
             ctx: Context::new(),
             endpoint: endpoint.to_string(),
             config,
             socket: None,
             outbox,
+            replies,
+            attempt_id: 0,
             stats: Default::default(),
         })
     }
@@ -94,6 +108,27 @@ impl Client {
     /// The client's own pool, once an array went through shared memory.
     pub fn pool(&self) -> Option<&shmpool::Pool> {
         self.outbox.pool()
+    }
+
+    /// An array of `dtype` and `shape` for a request, to be written in place ([`Part::data_mut`]),
+    /// sent with no copy: if the broker is co-located (proven now, if not yet), in a slot of the
+    /// client's pool that a co-located worker reads in place, held until the part is dropped
+    /// (its contents are unspecified until written: a slot is reused as it is); else zeros laid
+    /// out as their frame ([`Part::zeros`]). Panics as [`Part::array`].
+    pub fn array(&mut self, dtype: shmpool::DType, shape: &[u64]) -> Part {
+        if self.config.shm.enabled && self.socket.is_none() {
+            self.socket = self.open_socket().ok().flatten();
+        }
+        let proven = self.socket.as_ref().is_some_and(|(_, proven)| *proven);
+        match proven.then(|| self.outbox.alloc(dtype, shape)).flatten() {
+            Some(array) => Part::Array(array),
+            None => Part::zeros(dtype, shape),
+        }
+    }
+
+    /// The client's reply pool, once a proven attempt was sent.
+    pub fn reply_pool(&self) -> Option<&shmpool::Pool> {
+        self.replies.pool()
     }
 
     /// A connected socket, proven co-located or not; `None` if the broker did not answer in time.
@@ -136,6 +171,8 @@ impl Client {
         // Slots holding this request's arrays, kept until the request ends (also across retries).
         let mut placed: Option<Vec<Option<Placed>>> = None;
         let mut inline_only = false;
+        let mut inline_replies = false;
+        self.replies.drain();
         let mut attempt = 0;
         while attempt < self.config.attempts {
             let (socket, proven) = match self.socket.take() {
@@ -152,7 +189,11 @@ impl Client {
             if shared && placed.is_none() {
                 placed = Some(parts.iter().map(|p| p.as_array().and_then(|a| self.outbox.place(a))).collect());
             }
-            let frames = self.frames(parts, placed.as_deref().filter(|_| shared));
+            let mut frames = self.frames(parts, placed.as_deref().filter(|_| shared));
+            self.attempt_id += 1;
+            if proven && !inline_replies {
+                frames.extend(self.replies.reply_to(self.attempt_id));
+            }
             socket.send(mdp::client_request(service.as_bytes(), frames))?;
             match self.wait_reply(&socket, service)? {
                 Some(Err(Error::Refused { code, .. })) if code == "409" && shared => {
@@ -161,9 +202,26 @@ impl Client {
                     inline_only = true;
                     self.socket = Some((socket, proven));
                 }
-                Some(reply) => {
+                Some(Ok(body)) => {
                     self.socket = Some((socket, proven));
-                    return reply;
+                    let inline = body.len() as u64;
+                    match self.replies.collect(body, self.attempt_id) {
+                        Ok((reply, shared)) => {
+                            self.stats.shared_reply_parts += shared;
+                            self.stats.inline_reply_parts += inline - shared;
+                            return Ok(reply);
+                        }
+                        // A slot the reply named is not there: the same request again, bytes back.
+                        Err(_) if !inline_replies => {
+                            self.stats.replies_resent_inline += 1;
+                            inline_replies = true;
+                        }
+                        Err(_) => return Err(Error::Protocol("a reply names slots that are not there".into())),
+                    }
+                }
+                Some(Err(e)) => {
+                    self.socket = Some((socket, proven));
+                    return Err(e);
                 }
                 // Timed out: this socket is dropped (Lazy Pirate), a late reply dies with it.
                 None => attempt += 1,
@@ -176,8 +234,9 @@ impl Client {
         })
     }
 
-    /// Waits one attempt's time for a valid reply from `service`; malformed messages are skipped.
-    fn wait_reply(&self, socket: &Socket, service: &str) -> Result<Option<Result<Vec<Part>>>> {
+    /// Waits one attempt's time for a valid reply from `service` (its body's frames); malformed
+    /// messages are skipped.
+    fn wait_reply(&self, socket: &Socket, service: &str) -> Result<Option<Result<Vec<Frame>>>> {
         let deadline = Instant::now() + self.config.timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -193,7 +252,7 @@ impl Client {
             if let Some((code, reason)) = mdp::parse_error(&body) {
                 return Ok(Some(Err(Error::Refused { service: service.to_string(), code, reason })));
             }
-            return Ok(Some(Ok(body.into_iter().map(Part::from_frame).collect())));
+            return Ok(Some(Ok(body)));
         }
     }
 }

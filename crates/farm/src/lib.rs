@@ -30,6 +30,7 @@ pub mod colocation;
 pub mod error;
 pub mod mdp;
 pub mod part;
+pub mod reply;
 pub mod shm;
 pub mod transport;
 pub mod worker;

@@ -16,30 +16,36 @@
 use crate::transport::Frame;
 use shmpool::{DType, MAX_DIMS};
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// First bytes of an array frame (0xff never starts UTF-8 text).
 pub const ARRAY_MAGIC: &[u8] = b"\xffSPA1";
 
 /// The bytes of a part: owned, a range of a received frame (no copy), or a slot of a co-located
 /// sender's pool read in place (see [`crate::shm`]; valid while the sender keeps the slot, i.e.
-/// until the request is answered: [`crate::Request`] ties it to its own lifetime).
+/// until the request is answered: [`crate::Request`] ties it to its own lifetime), or a slot of
+/// the receiver's own reply pool, held until dropped (see [`crate::reply`]), or a slot of the
+/// sender's own pool it writes in place before sending ([`crate::Client::array`]), or bytes laid
+/// out as their frame (`frame[start..]`), sent with no copy ([`Part::zeros`]).
 pub enum Payload {
     Owned(Vec<u8>),
     Received { frame: Frame, start: usize },
     Shared { pool: shmpool::Pool, slot: u32, offset: u64, len: u64 },
+    Slot { buf: shmpool::ReadBuf, pool: shmpool::Pool },
+    Writable { buf: shmpool::WriteBuf, len: usize, pool: shmpool::Pool },
+    Framed { frame: Arc<Vec<u8>>, start: usize },
 }
 
 impl Payload {
     /// Whether the bytes lie inside a shared-memory pool mapping (read in place, not copied).
     pub fn is_shared(&self) -> bool {
-        match self {
-            Payload::Shared { pool, .. } => {
-                let (base, size) = pool.mapping();
-                let here = self.as_ptr() as usize;
-                here >= base as usize && here + self.len() <= base as usize + size
-            }
-            _ => false,
-        }
+        let (base, size) = match self {
+            Payload::Shared { pool, .. } | Payload::Writable { pool, .. } => pool.mapping(),
+            Payload::Slot { pool, .. } => pool.read_mapping(),
+            _ => return false,
+        };
+        let here = self.as_ptr() as usize;
+        here >= base as usize && here + self.len() <= base as usize + size
     }
 
     /// An owned copy if the bytes are in a peer's pool (which the peer reuses after the exchange).
@@ -60,6 +66,10 @@ impl Deref for Payload {
             Payload::Received { frame, start } => frame.get(*start..).unwrap_or_default(),
             // Checked against the pool's geometry when the payload was made.
             Payload::Shared { pool, slot, offset, len } => pool.slot_region(*slot, *offset, *len).unwrap_or_default(),
+            Payload::Slot { buf, .. } => buf,
+            // `len` was checked against the slot's capacity when the payload was made.
+            Payload::Writable { buf, len, .. } => buf.get(..*len).unwrap_or_default(),
+            Payload::Framed { frame, start } => frame.get(*start..).unwrap_or_default(),
         }
     }
 }
@@ -104,11 +114,40 @@ impl Part {
         Part::Array(Array { dtype, shape: shape.to_vec(), data: Payload::Owned(data) })
     }
 
+    /// An array of zeros laid out as its frame, to be written in place ([`Part::data_mut`]) and
+    /// sent with no copy (libzmq is lent the buffer). Panics as [`Part::array`].
+    pub fn zeros(dtype: DType, shape: &[u64]) -> Part {
+        assert!(shape.len() <= MAX_DIMS, "at most {MAX_DIMS} dimensions");
+        let len = array_bytes(dtype, shape).expect("an array that fits in memory");
+        let head = header(dtype, shape);
+        let start = head.len();
+        let mut frame = head;
+        frame.resize(start + len, 0);
+        let data = Payload::Framed { frame: Arc::new(frame), start };
+        Part::Array(Array { dtype, shape: shape.to_vec(), data })
+    }
+
     /// The bytes (of a bytes part) or the data (of an array part).
     pub fn data(&self) -> &[u8] {
         match self {
             Part::Bytes(p) => p,
             Part::Array(a) => &a.data,
+        }
+    }
+
+    /// The data, writable: of an owned part or of a slot to be sent ([`crate::Client::array`]);
+    /// `None` for received parts.
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        let payload = match self {
+            Part::Bytes(p) => p,
+            Part::Array(a) => &mut a.data,
+        };
+        match payload {
+            Payload::Owned(v) => Some(v),
+            Payload::Writable { buf, len, .. } => buf.get_mut(..*len),
+            // Not while libzmq still holds the frame of a send.
+            Payload::Framed { frame, start } => Arc::get_mut(frame).and_then(|f| f.get_mut(*start..)),
+            _ => None,
         }
     }
 
@@ -127,20 +166,20 @@ impl Part {
         }
     }
 
-    /// Encodes the part as one frame (an array's data is copied behind its header).
+    /// Encodes the part as one frame (an array's data is copied behind its header, unless it
+    /// already lies there: [`Part::zeros`]).
     pub fn to_frame(&self) -> Frame {
         match self {
             Part::Bytes(p) => Frame::from(&p[..]),
             Part::Array(a) => {
-                let mut out = Vec::with_capacity(ARRAY_MAGIC.len() + 2 + 8 * a.shape.len() + a.data.len());
-                out.extend_from_slice(ARRAY_MAGIC);
-                out.push(a.dtype.code() as u8);
-                out.push(a.shape.len() as u8);
-                for d in &a.shape {
-                    out.extend_from_slice(&d.to_le_bytes());
+                let head = header(a.dtype, &a.shape);
+                match &a.data {
+                    // The fields are public: the frame is used only if its header still matches.
+                    Payload::Framed { frame, start } if frame.get(..*start) == Some(&head[..]) => {
+                        Frame::shared(frame.clone())
+                    }
+                    _ => Frame::from([&head[..], &a.data].concat()),
                 }
-                out.extend_from_slice(&a.data);
-                Frame::from(out)
             }
         }
     }
@@ -154,6 +193,18 @@ impl Part {
             None => Part::Bytes(Payload::Received { frame, start: 0 }),
         }
     }
+}
+
+/// The header of an array frame: magic, dtype code, number of dimensions, dimensions.
+fn header(dtype: DType, shape: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ARRAY_MAGIC.len() + 2 + 8 * shape.len());
+    out.extend_from_slice(ARRAY_MAGIC);
+    out.push(dtype.code() as u8);
+    out.push(shape.len() as u8);
+    for d in shape {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out
 }
 
 /// Parses an array frame's header: dtype, shape and where the data starts, if the frame is a
@@ -186,6 +237,23 @@ mod tests {
         let a = back.as_array().unwrap();
         assert_eq!((a.dtype, a.shape.clone(), &a.data[..]), (DType::U16, vec![3, 4], &data[..]));
         assert_eq!(a.data.as_ptr(), frame_data.wrapping_add(ARRAY_MAGIC.len() + 2 + 16));
+    }
+
+    #[test]
+    fn zeros_are_their_own_frame_and_writable_only_while_not_lent() {
+        let mut part = Part::zeros(DType::U8, &[2, 3]);
+        part.data_mut().unwrap().copy_from_slice(&[1, 2, 3, 4, 5, 6]);
+        let frame = part.to_frame();
+        assert_eq!(frame.as_ptr(), part.data().as_ptr().wrapping_sub(ARRAY_MAGIC.len() + 2 + 16), "no copy");
+        assert!(part.data_mut().is_none(), "the frame still refers to the data");
+        let back = Part::from_frame(frame);
+        assert_eq!((back.as_array().unwrap().shape.clone(), back.data()), (vec![2, 3], &[1, 2, 3, 4, 5, 6][..]));
+        drop(back);
+        assert!(part.data_mut().is_some());
+        if let Part::Array(a) = &mut part {
+            a.shape = vec![6]; // a changed header: the frame is encoded anew
+        }
+        assert_eq!(parse_array_header(&part.to_frame()).map(|h| h.1), Some(vec![6]));
     }
 
     #[test]

@@ -107,9 +107,10 @@ impl Descriptor {
     }
 }
 
-/// Whether a message body holds descriptor frames.
+/// Whether a message body holds frames of shared memory: descriptors or a reply-to
+/// ([`crate::reply`]).
 pub fn has_descriptors<F: AsRef<[u8]>>(body: &[F]) -> bool {
-    body.iter().any(|f| f.as_ref().starts_with(DESC_MAGIC))
+    body.iter().any(|f| crate::reply::is_shm_frame(f.as_ref()))
 }
 
 /// The sender's side: a pool of its own, created at the first shared part.
@@ -119,10 +120,10 @@ pub struct Outbox {
 }
 
 /// A part placed in the sender's pool: the descriptor to send and the slot, kept until the
-/// exchange ends.
+/// exchange ends (`None`: the part holds its slot itself, [`Payload::Writable`]).
 pub struct Placed {
     pub descriptor: Vec<u8>,
-    _slot: WriteBuf,
+    _slot: Option<WriteBuf>,
 }
 
 impl Outbox {
@@ -130,12 +131,44 @@ impl Outbox {
         Outbox { config, producer: None }
     }
 
-    /// Copies `array` into a free slot, if it is big enough to be worth it, fits, and a slot is free.
+    /// Copies `array` into a free slot, if it is big enough to be worth it, fits, and a slot is
+    /// free; an array already written in a slot of this pool is described as it is.
     pub fn place(&mut self, array: &Array) -> Option<Placed> {
         let len = array.data.len();
         if !self.config.enabled || len < self.config.threshold || len > self.config.slot_size {
             return None;
         }
+        if let Payload::Writable { buf, pool, .. } = &array.data {
+            let ours = self.pool().is_some_and(|p| p.name() == pool.name());
+            return ours.then(|| Placed { descriptor: self.describe(array, buf.slot_index()), _slot: None });
+        }
+        let mut slot = self.producer()?.acquire(Some(Duration::ZERO)).ok()?;
+        slot[..len].copy_from_slice(&array.data);
+        Some(Placed { descriptor: self.describe(array, slot.slot_index()), _slot: Some(slot) })
+    }
+
+    /// An array of `dtype` and `shape` in a free slot, to be written in place and sent without a
+    /// copy; `None` if shared memory is off, the array is small or too big, or no slot is free.
+    pub fn alloc(&mut self, dtype: DType, shape: &[u64]) -> Option<Array> {
+        let len = array_bytes(dtype, shape)?;
+        if !self.config.enabled || len < self.config.threshold || len > self.config.slot_size || shape.len() > MAX_DIMS
+        {
+            return None;
+        }
+        let buf = self.producer()?.acquire(Some(Duration::ZERO)).ok()?;
+        let pool = self.pool()?.clone();
+        Some(Array { dtype, shape: shape.to_vec(), data: Payload::Writable { buf, len, pool } })
+    }
+
+    /// The descriptor of `array` in slot `slot` of this pool.
+    fn describe(&self, array: &Array, slot: usize) -> Vec<u8> {
+        let pool = self.pool().map(|p| p.name().to_string()).unwrap_or_default();
+        let len = array.data.len() as u64;
+        Descriptor { dtype: array.dtype, shape: array.shape.clone(), slot: slot as u32, offset: 0, len, pool }.encode()
+    }
+
+    /// The producer of this sender's pool, created at the first use.
+    fn producer(&mut self) -> Option<&Producer> {
         if self.producer.is_none() {
             let name = format!("{POOL_PREFIX}{}-{}", std::process::id(), crate::colocation::random_hex(6).ok()?);
             let config = Config::new(self.config.slots, self.config.slot_size)
@@ -146,18 +179,7 @@ impl Outbox {
             let producer = pool.producer().ok()?;
             self.producer = Some((pool, producer));
         }
-        let (pool, producer) = self.producer.as_ref()?;
-        let mut slot = producer.acquire(Some(Duration::ZERO)).ok()?;
-        slot[..len].copy_from_slice(&array.data);
-        let descriptor = Descriptor {
-            dtype: array.dtype,
-            shape: array.shape.clone(),
-            slot: slot.slot_index() as u32,
-            offset: 0,
-            len: len as u64,
-            pool: pool.name().to_string(),
-        };
-        Some(Placed { descriptor: descriptor.encode(), _slot: slot })
+        self.producer.as_ref().map(|(_, producer)| producer)
     }
 
     /// The pool, once created (for statistics).

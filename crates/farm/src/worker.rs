@@ -18,6 +18,7 @@
 use crate::colocation::{self, Proof};
 use crate::mdp::{self, Command, Limits, ToWorker};
 use crate::part::Part;
+use crate::reply::{ReplyOutbox, ReplyTo};
 use crate::shm::{Inbox, ShmConfig, DESC_MAGIC};
 use crate::transport::{poll, Context, Frame, Socket};
 use crate::{Error, Result};
@@ -40,7 +41,8 @@ pub struct WorkerConfig {
     pub reconnect_max: Duration,
     /// Size limits of a received message; bigger ones are dropped.
     pub limits: Limits,
-    /// Shared memory with co-located clients (only descriptors are received; replies go inline).
+    /// Shared memory with co-located clients (arrays received as descriptors, reply arrays
+    /// written into the client's reply pool).
     pub shm: ShmConfig,
 }
 
@@ -72,6 +74,7 @@ pub struct Worker {
     thread: Option<JoinHandle<Result<()>>>,
     reconnects: Arc<AtomicU64>,
     inbox: Mutex<Inbox>,
+    outbox: Arc<Mutex<ReplyOutbox>>,
 }
 
 /// One request; answer it with [`Request::reply`] (dropping it unanswered leaves the client to
@@ -85,6 +88,15 @@ pub struct Request {
 pub struct Replier {
     client: Vec<u8>,
     control: Arc<Mutex<Socket>>,
+    /// Where a co-located client takes reply arrays, if it offered (and this session is proven).
+    reply_to: Option<ReplyTo>,
+    outbox: Arc<Mutex<ReplyOutbox>>,
+}
+
+/// A reply whose arrays are already in the client's reply pool; [`StagedReply::send`] sends it.
+pub struct StagedReply {
+    replier: Replier,
+    body: Vec<Frame>,
 }
 
 static NEXT_CONTROL: AtomicU64 = AtomicU64::new(0);
@@ -108,6 +120,7 @@ impl Worker {
         let (tx, rx) = mpsc::channel();
         let reconnects = Arc::new(AtomicU64::new(0));
         let inbox = Mutex::new(Inbox::new(config.shm.dir()));
+        let outbox = Arc::new(Mutex::new(ReplyOutbox::new(config.shm.clone())));
         let link = Link {
             ctx,
             endpoint: endpoint.to_string(),
@@ -121,7 +134,8 @@ impl Worker {
             .name("shmpool-farm-worker".into())
             .spawn(move || link.run())
             .map_err(|e| Error::Invalid(format!("cannot start the worker thread: {e}")))?;
-        Ok(Worker { requests: rx, control: Arc::new(Mutex::new(outer)), thread: Some(thread), reconnects, inbox })
+        let control = Arc::new(Mutex::new(outer));
+        Ok(Worker { requests: rx, control, thread: Some(thread), reconnects, inbox, outbox })
     }
 
     /// The next request, waiting up to `timeout` (`None`: until one comes). `Ok(None)`: none in
@@ -140,8 +154,10 @@ impl Worker {
                 },
                 None => self.requests.recv().map_err(|_| Error::Stopped)?,
             };
-            let (client, body, proven) = delivery;
-            let replier = Replier { client, control: self.control.clone() };
+            let (client, mut body, proven) = delivery;
+            let reply_to = if proven { ReplyTo::take(&mut body) } else { None };
+            let (control, outbox) = (self.control.clone(), self.outbox.clone());
+            let replier = Replier { client, control, reply_to, outbox };
             match self.decode(body, proven) {
                 Ok(parts) => return Ok(Some(Request { parts, replier })),
                 Err(reason) => replier.send(mdp::error_body("409", &reason))?,
@@ -224,7 +240,24 @@ impl Request {
 impl Replier {
     /// Sends the reply to the client that asked.
     pub fn reply(self, parts: &[Part]) -> Result<()> {
-        self.send(parts.iter().map(Part::to_frame).collect())
+        self.stage(parts).send()
+    }
+
+    /// Encodes the reply: array parts go into the co-located client's reply pool (published
+    /// there, named by descriptors) when it offered one, else inline. Nothing is sent yet.
+    pub fn stage(self, parts: &[Part]) -> StagedReply {
+        let body = match (&self.reply_to, self.outbox.lock()) {
+            (Some(to), Ok(mut outbox)) => parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match p.as_array().and_then(|a| outbox.place(to, i, a)) {
+                    Some(descriptor) => Frame::from(descriptor),
+                    None => p.to_frame(),
+                })
+                .collect(),
+            _ => parts.iter().map(Part::to_frame).collect(),
+        };
+        StagedReply { replier: self, body }
     }
 
     fn send(self, body: Vec<Frame>) -> Result<()> {
@@ -233,6 +266,13 @@ impl Replier {
         let control = self.control.lock().map_err(|_| Error::Stopped)?;
         control.send(frames)?;
         Ok(())
+    }
+}
+
+impl StagedReply {
+    /// Sends the reply to the client that asked.
+    pub fn send(self) -> Result<()> {
+        self.replier.send(self.body)
     }
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use shmpool_farm::Part;
+use shmpool_farm::{Client, ClientConfig, Part, ShmConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -45,9 +45,14 @@ fn plain_pyzmq_client_and_worker_interoperate_through_our_broker() {
     let args = [script(), "worker".into(), ep.clone(), "pyecho".into()];
     let py_worker = Proc { child: Command::new(&python).args(args).stdout(Stdio::null()).spawn().unwrap() };
     wait_status(&ep, 10 * SECOND, "the plain worker", |s| workers_of(s, "pyecho") == 1);
-    let mut ours = client(&ep, 5 * SECOND, 1);
+    // Ours proves co-location: what it adds for co-located workers (a reply-to) never reaches
+    // the plain worker.
+    let shm = ShmConfig { directory: Some(dir.0.clone()), ..ShmConfig::default() };
+    let config = ClientConfig { timeout: 5 * SECOND, attempts: 1, shm, ..ClientConfig::default() };
+    let mut ours = Client::connect(&ep, config).unwrap();
     for i in 0..20u8 {
         let reply = ours.request("pyecho", &[Part::bytes("hello"), Part::bytes(vec![i; 100])]).unwrap();
+        assert_eq!(reply.len(), 2, "the plain worker saw a frame it was not sent");
         assert_eq!(text(&reply[0]), "py:hello");
         assert_eq!(reply[1].data(), [&b"py:"[..], &[i; 100]].concat());
     }

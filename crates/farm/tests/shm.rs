@@ -44,14 +44,18 @@ fn co_located_arrays_travel_as_descriptors_read_in_place_and_no_slot_stays_held(
         assert_eq!(text(&reply[1]), format!("event {i}"));
         let echoed = reply[2].as_array().expect("the array, echoed");
         assert!(echoed.shape == [1, 128, 128] && echoed.data[..] == data[..], "request {i}: wrong data");
+        assert!(echoed.data.is_shared(), "request {i}: the reply array is not a view of the reply pool");
         assert_eq!(text(&reply[3]), "shared", "request {i}: the worker did not read the array in place");
     }
     let stats = client.stats();
     assert_eq!((stats.shared_parts, stats.resent_inline), (1000, 0), "{stats:?}");
-    let pool = client.pool().expect("the client's pool").stats();
-    assert_eq!((pool.writing, pool.reading, pool.free), (0, 0, pool.slots), "slots held after 1,000 requests");
+    assert_eq!((stats.shared_reply_parts, stats.inline_reply_parts, stats.replies_resent_inline), (1000, 3000, 0));
+    for pool in [client.pool().expect("the client's pool"), client.reply_pool().expect("the reply pool")] {
+        let pool = pool.stats();
+        assert_eq!((pool.writing, pool.reading, pool.ready, pool.free), (0, 0, 0, pool.slots), "after 1,000 requests");
+    }
     let s = status(&ep);
-    assert_eq!(s["counters"]["descriptors_forwarded"], 1000, "{s}");
+    assert_eq!(s["counters"]["descriptors_forwarded"], 2000, "{s}");
     assert_eq!(s["counters"]["descriptors_inlined"], 0, "{s}");
     drop(client);
     assert!(worker_proc.terminate(), "the worker did not stop cleanly on SIGTERM");
@@ -133,4 +137,36 @@ fn descriptors_from_an_unproven_peer_are_refused() {
     }
     let s = status(&ep);
     assert_eq!(s["counters"]["malformed"]["foreign-descriptor"], 1, "{s}");
+}
+
+#[test]
+fn arrays_written_in_place_in_the_clients_slots_are_sent_without_a_copy() {
+    let dir = TempDir::new("inplace");
+    let ep = dir.endpoint("broker");
+    let _broker = broker(&ep, &[]);
+    let _worker = worker(&ep, "echo", "w", &["--report-shared"]);
+    wait_status(&ep, 10 * SECOND, "a co-located worker", |s| workers_of(s, "echo") == 1 && s["colocated_peers"] == 1);
+    let mut client = shm_client(&ep, &dir.0);
+    for i in 0..100u32 {
+        let mut part = client.array(DType::F32, &[16, 1024]);
+        assert!(part.as_array().unwrap().data.is_shared(), "request {i}: not in a slot of the client's pool");
+        part.data_mut().expect("writable").copy_from_slice(&plane(i));
+        let reply = client.request("echo", std::slice::from_ref(&part)).unwrap();
+        assert!(reply[1].data() == part.data() && text(&reply[2]) == "shared", "request {i}");
+        let pool = client.pool().unwrap().stats();
+        assert_eq!(pool.writing, 1, "the part holds its slot until dropped");
+        drop(part);
+    }
+    assert_eq!(client.stats().shared_parts, 100);
+    let pool = client.pool().unwrap().stats();
+    assert_eq!((pool.writing, pool.free), (0, pool.slots), "slots held after the parts were dropped");
+    // Without shared memory the same call gives an ordinary array, sent as bytes.
+    let mut plain = common::client(&ep, 5 * SECOND, 1);
+    let mut part = plain.array(DType::F32, &[16, 1024]);
+    part.data_mut().unwrap().copy_from_slice(&plane(7));
+    assert!(!part.as_array().unwrap().data.is_shared());
+    for _ in 0..3 {
+        // Each request lends the same buffer to libzmq again.
+        assert_eq!(plain.request("echo", std::slice::from_ref(&part)).unwrap()[1].data(), &plane(7)[..]);
+    }
 }

@@ -166,6 +166,10 @@ fn co_located_parts_travel_as_descriptors_and_parts_across_hosts_as_bytes() {
     let c = &status["counters"];
     let (forwarded, inlined) =
         (c["descriptors_forwarded"].as_u64().unwrap(), c["descriptors_inlined"].as_u64().unwrap());
-    assert_eq!(forwarded + inlined, 40, "{status}");
-    assert!(forwarded > 0, "no descriptor reached the co-located worker: {status}");
+    // Replies: A's worker wrote those of A's client into its reply pool; B's client got bytes.
+    let replies_a = client_a["shared_reply_parts"].as_u64().unwrap();
+    assert!(replies_a > 0, "no reply of the co-located worker came through shared memory: {client_a}");
+    assert_eq!(client_b["shared_reply_parts"].as_u64(), Some(0), "{client_b}");
+    assert_eq!(forwarded + inlined, 40 + replies_a, "{status}");
+    assert!(forwarded > replies_a, "no descriptor reached the co-located worker: {status}");
 }

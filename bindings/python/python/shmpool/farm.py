@@ -3,7 +3,9 @@
 Messages are lists of parts: ``bytes``/``str`` or NumPy arrays (dtype and shape travel with
 them). Between peers on one host, arrays travel through shared memory (only descriptors cross
 ZeroMQ); a worker's received arrays are then read-only views of the client's slot, valid until
-the request is answered: copy (``a.copy()``) what must outlive the reply.
+the request is answered: copy (``a.copy()``) what must outlive the reply. A client's reply
+arrays from a co-located worker are read-only views of a slot of the client's reply pool, held
+until the array is dropped.
 
     from shmpool.farm import Client, Worker
 

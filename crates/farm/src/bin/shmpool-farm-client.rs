@@ -44,6 +44,10 @@ struct Cli {
     /// Never use shared memory.
     #[arg(long)]
     no_shm: bool,
+    /// After printing the results, keep the last reply (views of reply slots included) until
+    /// killed (for the tests).
+    #[arg(long)]
+    hold: bool,
 }
 
 fn main() -> ExitCode {
@@ -70,13 +74,22 @@ fn run(cli: &Cli) -> Result<(), String> {
     }
     let mut times = Vec::with_capacity(cli.events as usize);
     let mut served_by: BTreeMap<String, u32> = BTreeMap::new();
+    let mut last = Vec::new();
+    let cpu_before = cpu_seconds();
     for event in 0..cli.events {
-        let parts = make_event(event, cli.planes, cli.side);
+        let parts = make_event(&mut client, event, cli.planes, cli.side);
         let sent = Instant::now();
+        drop(std::mem::take(&mut last));
         let reply = client.request(&cli.service, &parts).map_err(|e| format!("event {event}: {e}"))?;
         times.push(sent.elapsed());
         check(&parts, &reply, cli.last_only).map_err(|e| format!("event {event}: {e}"))?;
         *served_by.entry(String::from_utf8_lossy(reply[0].data()).into_owned()).or_default() += 1;
+        last = reply;
+    }
+    let cpu = cpu_seconds() - cpu_before;
+    let held_replies = last.iter().filter(|p| p.as_array().is_some_and(|a| a.data.is_shared())).count();
+    if !cli.hold {
+        drop(std::mem::take(&mut last));
     }
     // Events/s of one client: 1 / mean round trip (building events is not timed).
     let elapsed: Duration = times.iter().sum();
@@ -85,31 +98,61 @@ fn run(cli: &Cli) -> Result<(), String> {
     let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64).unwrap_or(0);
     let stats = client.stats();
     let held = client.pool().map(|p| p.stats()).map(|s| s.slots - s.free).unwrap_or(0);
+    let reply_held = client.reply_pool().map(|p| p.stats()).map(|s| s.slots - s.free).unwrap_or(0);
     let out = serde_json::json!({
         "events": cli.events,
         "elapsed_s": elapsed.as_secs_f64(),
         "events_per_s": f64::from(cli.events) / elapsed.as_secs_f64(),
         "p50_us": us(pct(50)),
         "p99_us": us(pct(99)),
+        "cpu_s": cpu,
         "shared_parts": stats.shared_parts,
         "inline_parts": stats.inline_parts,
         "resent_inline": stats.resent_inline,
         "slots_held": held,
+        "shared_reply_parts": stats.shared_reply_parts,
+        "inline_reply_parts": stats.inline_reply_parts,
+        "replies_resent_inline": stats.replies_resent_inline,
+        "reply_slots_held": reply_held,
+        "held_reply_views": if cli.hold { held_replies } else { 0 },
         "served_by": served_by,
     });
     println!("{out}");
+    if cli.hold {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::park(); // until killed, holding `last`
+        }
+    }
     Ok(())
 }
 
-/// One event: per plane a name, a metadata string and a (1, 1, side, side) float32 array.
-fn make_event(event: u32, planes: u32, side: u64) -> Vec<Part> {
+/// CPU time (user + system) of this process so far, all threads, in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only fills the struct it is given (zeroed plain data).
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// One event: per plane a name, a metadata string and a (1, 1, side, side) float32 array,
+/// written in place (in a slot of the client's pool where shared memory is on).
+fn make_event(client: &mut Client, event: u32, planes: u32, side: u64) -> Vec<Part> {
     let mut parts = Vec::new();
     for plane in 0..planes {
-        let n = (side * side) as u32;
-        let data: Vec<u8> = (0..n).flat_map(|i| ((i ^ event ^ plane << 20) as f32).to_ne_bytes()).collect();
+        let mut array = client.array(DType::F32, &[1, 1, side, side]);
+        let data = array.data_mut().unwrap_or_default();
+        for (i, value) in data.chunks_exact_mut(4).enumerate() {
+            value.copy_from_slice(&((i as u32 ^ event ^ plane << 20) as f32).to_ne_bytes());
+        }
         parts.push(Part::bytes(format!("event{event}-plane{plane}")));
         parts.push(Part::bytes(format!("{{\"event\": {event}, \"plane\": {plane}}}")));
-        parts.push(Part::array(DType::F32, &[1, 1, side, side], data));
+        parts.push(array);
     }
     parts
 }

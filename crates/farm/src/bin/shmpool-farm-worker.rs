@@ -34,6 +34,10 @@ struct Cli {
     /// else "inline".
     #[arg(long)]
     report_shared: bool,
+    /// Kill this process (SIGKILL) after writing the first reply, before sending it: a worker
+    /// crashing with its reply in a client's reply pool (for the tests).
+    #[arg(long)]
+    crash_before_send: bool,
     /// Directory of pools and co-location challenges (default: $SHMPOOL_DIR, else /dev/shm).
     #[arg(long)]
     shm_dir: Option<std::path::PathBuf>,
@@ -71,22 +75,25 @@ fn main() -> ExitCode {
         };
         std::thread::sleep(Duration::from_millis(cli.delay_ms));
         let echoed = if cli.last_only { request.parts().len().saturating_sub(1) } else { 0 };
+        let arrays = request.parts().iter().filter_map(Part::as_array);
+        let report: Vec<Part> = match cli.report_shared {
+            true => arrays.map(|a| Part::bytes(if a.data.is_shared() { "shared" } else { "inline" })).collect(),
+            false => Vec::new(),
+        };
+        // The request's parts themselves (views of the message or of the client's slot) go back:
+        // encoding the reply is their one copy.
+        let (mut parts, replier) = request.split();
         let mut reply = vec![Part::bytes(tag.as_bytes())];
-        reply.extend(request.parts()[echoed..].iter().map(echo));
-        if cli.report_shared {
-            let arrays = request.parts().iter().filter_map(Part::as_array);
-            reply.extend(arrays.map(|a| Part::bytes(if a.data.is_shared() { "shared" } else { "inline" })));
+        reply.extend(parts.drain(echoed..));
+        reply.extend(report);
+        let staged = replier.stage(&reply);
+        if cli.crash_before_send {
+            // SAFETY: plain syscall signalling this very process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         }
-        if let Err(e) = request.reply(&reply) {
+        if let Err(e) = staged.send() {
             eprintln!("shmpool-farm-worker: {e}");
         }
     }
     ExitCode::SUCCESS
-}
-
-fn echo(part: &Part) -> Part {
-    match part {
-        Part::Array(a) => Part::array(a.dtype, &a.shape, a.data.to_vec()),
-        Part::Bytes(b) => Part::bytes(&b[..]),
-    }
 }
