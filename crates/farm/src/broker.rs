@@ -10,7 +10,7 @@
 //! # Ok::<(), shmpool_farm::Error>(())
 //! ```
 
-use crate::colocation::{self, Verifier};
+use crate::colocation::{self, Site, Verifier};
 use crate::mdp::{self, Command, Inbound, Limits};
 use crate::reply::REPLY_TO_MAGIC;
 use crate::shm::{self, Inbox, DESC_MAGIC};
@@ -43,10 +43,11 @@ pub struct BrokerConfig {
     /// How many workers may be given one request (the first plus re-queues).
     pub max_attempts: u32,
     /// Directory of the co-location challenges and of the pools the broker may have to read
-    /// (`None`: `$SHMPOOL_DIR`, else `/dev/shm`): peers proven to see it exchange descriptors.
+    /// (`None`: `$SHMPOOL_DIR`, else `/dev/shm`): peers proven to see it exchange descriptors,
+    /// and so do peers that proved to share another directory (a site, [`crate::colocation`]).
     pub shm_dir: Option<std::path::PathBuf>,
-    /// Give a request holding descriptors to an idle co-located worker if there is one, even if
-    /// another idle worker waited longer.
+    /// Give a request holding descriptors to an idle worker of the sender's site if there is
+    /// one, even if another idle worker waited longer.
     pub prefer_colocated: bool,
 }
 
@@ -112,7 +113,11 @@ struct Counters {
     requeued: u64,
     expired_workers: u64,
     descriptors_forwarded: u64,
+    /// Of those, between peers of a host other than the broker's.
+    descriptors_forwarded_off_host: u64,
     descriptors_inlined: u64,
+    /// Requests whose descriptors no idle worker could map, sent back to be resent as bytes.
+    descriptors_refused: u64,
     malformed: BTreeMap<&'static str, u64>,
 }
 
@@ -263,10 +268,12 @@ impl State {
                 if expected {
                     worker.served += 1;
                     self.counters.replies += 1;
-                    if shm::has_descriptors(&body) && !self.verifier.is_proven(&id) {
+                    if shm::has_descriptors(&body) && self.verifier.site(&id).is_none() {
                         self.count_bad("foreign-descriptor");
                     } else {
-                        let body = self.convey(body, &client).unwrap_or_else(|reason| mdp::error_body("502", &reason));
+                        let body = self
+                            .convey(body, &id, &client)
+                            .unwrap_or_else(|(code, reason)| mdp::error_body(code, &reason));
                         socket.send(mdp::client_reply(&client, &service, body))?;
                     }
                 }
@@ -300,30 +307,45 @@ impl State {
         }
     }
 
-    /// Makes `body` fit for peer `to`: descriptors go as they are to a co-located peer (no copy of
-    /// the payload) and are replaced by the bytes they name for any other (the one copy of a hop
-    /// off this host).
-    /// A reply-to frame goes only to a co-located peer too: any other gets the request without it.
-    fn convey(&mut self, body: Vec<Frame>, to: &[u8]) -> std::result::Result<Vec<Frame>, String> {
+    /// Makes `body` from peer `from` fit for peer `to`: descriptors go as they are to a peer of
+    /// the same site (no copy of the payload) and are replaced by the bytes they name for any
+    /// other (the one copy of a hop off this host), which only the broker's own site allows: a
+    /// sender elsewhere is answered "409" (its library resends the bytes).
+    /// A reply-to frame goes only to a peer of the same site too: any other gets the request
+    /// without it.
+    fn convey(
+        &mut self,
+        body: Vec<Frame>,
+        from: &[u8],
+        to: &[u8],
+    ) -> std::result::Result<Vec<Frame>, (&'static str, String)> {
         if !shm::has_descriptors(&body) {
             return Ok(body);
         }
         let descriptors = body.iter().filter(|f| f.starts_with(DESC_MAGIC)).count() as u64;
-        if self.verifier.is_proven(to) {
+        if self.verifier.same_site(from, to) {
             self.counters.descriptors_forwarded += descriptors;
+            if self.verifier.site(from) != Some(&Site::Broker) {
+                self.counters.descriptors_forwarded_off_host += descriptors;
+            }
             return Ok(body);
+        }
+        if self.verifier.site(from) != Some(&Site::Broker) && descriptors > 0 {
+            self.counters.descriptors_refused += 1;
+            return Err(("409", "no idle worker shares the sender's host: send the bytes".into()));
         }
         self.counters.descriptors_inlined += descriptors;
         body.into_iter()
             .filter(|f| !f.starts_with(REPLY_TO_MAGIC))
             .map(|f| if f.starts_with(DESC_MAGIC) { self.inbox.inline(&f) } else { Ok(f) })
-            .collect()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|reason| ("502", reason))
     }
 
     /// Queues a request (bounded) and dispatches its service.
     fn enqueue(&mut self, client: Vec<u8>, service: Vec<u8>, body: Vec<Frame>, socket: &Socket) -> Result<()> {
         let shared = shm::has_descriptors(&body);
-        if shared && !self.verifier.is_proven(&client) {
+        if shared && self.verifier.site(&client).is_none() {
             self.count_bad("foreign-descriptor");
             let reason = "descriptors from a peer that did not prove it shares this host";
             return socket
@@ -353,10 +375,10 @@ impl State {
     fn dispatch(&mut self, service: &[u8], socket: &Socket) -> Result<()> {
         loop {
             let Some(s) = self.services.get_mut(service) else { return Ok(()) };
-            let Some(shared) = s.queue.front().map(|r| r.shared) else { break };
+            let Some(front) = s.queue.front() else { break };
             let verifier = &self.verifier;
-            let pick = match shared && self.config.prefer_colocated {
-                true => s.idle.iter().position(|w| verifier.is_proven(w)).unwrap_or(0),
+            let pick = match front.shared && self.config.prefer_colocated {
+                true => s.idle.iter().position(|w| verifier.same_site(&front.client, w)).unwrap_or(0),
                 false => 0,
             };
             let Some(id) = s.idle.remove(pick) else { break };
@@ -365,20 +387,21 @@ impl State {
             self.queued_bytes -= request.bytes;
             let copy =
                 (request.bytes <= self.config.requeue_limit).then(|| request.body.iter().map(|f| f.to_vec()).collect());
-            let body = match self.convey(request.body, &id) {
+            let body = match self.convey(request.body, &request.client, &id) {
                 Ok(body) => body,
-                Err(reason) => {
-                    // The sender's pool is unreadable here: the worker stays idle, the client is told.
+                Err((code, reason)) => {
+                    // The worker cannot have the payload: it stays idle, the client is told.
                     if let Some(s) = self.services.get_mut(service) {
                         s.idle.push_front(id);
                     }
-                    socket.send(mdp::client_reply(&request.client, service, mdp::error_body("502", &reason)))?;
+                    socket.send(mdp::client_reply(&request.client, service, mdp::error_body(code, &reason)))?;
                     continue;
                 }
             };
             let Some(worker) = self.workers.get_mut(&id) else { continue };
             let attempts = request.attempts + 1;
-            worker.in_flight = Some(InFlight { client: request.client.clone(), copy, attempts, shared });
+            worker.in_flight =
+                Some(InFlight { client: request.client.clone(), copy, attempts, shared: request.shared });
             socket.send(mdp::worker_request(&id, &request.client, body))?;
         }
         self.forget_if_unused(service);
@@ -479,11 +502,14 @@ impl State {
             "workers": self.workers.len(),
             "queued": self.queued,
             "queued_bytes": self.queued_bytes,
-            "colocated_peers": self.verifier.proven_count(),
+            "colocated_peers": self.verifier.proven_count().0,
+            "off_host_site_peers": self.verifier.proven_count().1,
             "counters": {
                 "requests": c.requests, "replies": c.replies, "refused": c.refused,
                 "requeued": c.requeued, "expired_workers": c.expired_workers, "malformed": c.malformed,
-                "descriptors_forwarded": c.descriptors_forwarded, "descriptors_inlined": c.descriptors_inlined,
+                "descriptors_forwarded": c.descriptors_forwarded,
+                "descriptors_forwarded_off_host": c.descriptors_forwarded_off_host,
+                "descriptors_inlined": c.descriptors_inlined, "descriptors_refused": c.descriptors_refused,
             },
         })
     }

@@ -14,7 +14,7 @@
 //! ```
 
 use crate::mdp::MMI_STATUS;
-use crate::{Broker, BrokerConfig, Client, ClientConfig};
+use crate::{Broker, BrokerConfig, Client, ClientConfig, ShmConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -67,7 +67,9 @@ pub fn stop_on_signals() -> &'static AtomicBool {
 /// Runs `shmpool broker`: serves until SIGINT/SIGTERM, or prints a running broker's status.
 pub fn broker(args: &BrokerArgs) -> crate::Result<()> {
     if args.status {
-        let config = ClientConfig { timeout: Duration::from_secs(2), attempts: 1, ..ClientConfig::default() };
+        // No arrays go this way: no co-location proof either.
+        let shm = ShmConfig { enabled: false, ..ShmConfig::default() };
+        let config = ClientConfig { timeout: Duration::from_secs(2), attempts: 1, shm, ..ClientConfig::default() };
         let mut client = Client::connect(&args.bind[0], config)?;
         let reply = client.request(std::str::from_utf8(MMI_STATUS).unwrap_or_default(), &[])?;
         let text = reply.first().map(|p| String::from_utf8_lossy(p.data()).into_owned()).unwrap_or_default();

@@ -4,8 +4,9 @@
 //!
 //! On a new socket the client first tries the co-location proof ([`crate::colocation`]); once
 //! proven, array parts of at least [`ShmConfig::threshold`] bytes go as descriptors of slots of the
-//! client's own pool, which it keeps until the request ends. If the worker cannot map them (it
-//! answers 409), the same request is sent again at once with the bytes inline. Reply arrays of a
+//! client's own pool, which it keeps until the request ends. If they cannot be mapped where the
+//! request went (the worker, or the broker for a client on another host, answers 409), the same
+//! request is sent again at once with the bytes inline. Reply arrays of a
 //! co-located worker arrive in the client's reply pool ([`crate::reply`]): views held until dropped.
 //!
 //! ```no_run

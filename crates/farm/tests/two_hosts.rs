@@ -1,9 +1,9 @@
 //! Two hosts on one machine: network namespaces A and B joined by a veth pair (10.231.0.1 and
 //! 10.231.0.2), each host's processes in a mount namespace of its own with a fresh tmpfs on
-//! `/dev/shm`. Host A runs the broker, a worker and a client; host B a worker and a client.
-//! A's client proves co-location with the broker and sends descriptors; B's client cannot and
-//! sends bytes; descriptors reaching B's worker are replaced by bytes in the broker. Every reply
-//! is checked by the client program. Needs root and `ip`; skips (passing) otherwise.
+//! `/dev/shm`. Host A runs the broker, workers and a client; host B workers and a client. A's peers
+//! prove they share the broker's directory, B's peers that they share B's: descriptors travel
+//! between peers of one host, through the broker on A, and bytes between hosts. Every reply is
+//! checked by the client program. Needs root and `ip`; skips (passing) otherwise.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -110,7 +110,7 @@ impl Drop for HostShell {
 }
 
 #[test]
-fn co_located_parts_travel_as_descriptors_and_parts_across_hosts_as_bytes() {
+fn peers_of_one_host_exchange_descriptors_through_a_broker_on_either_host() {
     let Some(hosts) = Hosts::create() else {
         // The test command sets SHMPOOL_TEST_STRICT: there, a missing part is a failure.
         assert!(std::env::var_os("SHMPOOL_TEST_STRICT").is_none(), "cannot make two hosts (root, ip, unshare)");
@@ -126,50 +126,67 @@ fn co_located_parts_travel_as_descriptors_and_parts_across_hosts_as_bytes() {
         env!("CARGO_BIN_EXE_shmpool-farm-client"),
     );
     let ep = "tcp://10.231.0.1:5599";
-    let client_args = "--service echo --events 40 --planes 1 --side 64 --wait-workers 2 --timeout-ms 5000";
+    // Each host runs a worker of "echo" and one of a service only it serves; the clients run one
+    // after the other (B's, then A's), so that every route is known in advance.
+    let workers = |host: &str| {
+        format!(
+            "{worker} --connect {ep} --service echo --tag {host} --heartbeat-ms 500 >/dev/null &\n\
+             {worker} --connect {ep} --service only-{host} --tag {host} --heartbeat-ms 500 >/dev/null &\n"
+        )
+    };
+    let client = |service: &str, workers: u32| {
+        format!(
+            "{client} --connect {ep} --service {service} --events 40 --planes 1 --side 64 \
+             --wait-workers {workers} --timeout-ms 5000 || exit 98\n"
+        )
+    };
     let mut host_a = HostShell::start(
         &hosts.a,
         &format!(
-            "{broker} --bind {ep} --heartbeat-ms 500 >/dev/null &\n\
-             {worker} --connect {ep} --service echo --tag a --heartbeat-ms 500 >/dev/null &\n\
-             {client} --connect {ep} {client_args} || exit 98\n\
-             i=0; while [ ! -f {done} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n\
+            "{broker} --bind {ep} --heartbeat-ms 500 >/dev/null &\n{}\
+             i=0; while [ ! -f {done} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n{}{}\
              {broker} --bind {ep} --status\n",
+            workers("a"),
+            client("only-b", 1),
+            client("echo", 2),
             done = done.display()
         ),
     );
     let mut host_b = HostShell::start(
         &hosts.b,
-        &format!(
-            "{worker} --connect {ep} --service echo --tag b --heartbeat-ms 500 >/dev/null &\n\
-             {client} --connect {ep} {client_args} || exit 98\n\
-             touch {done}\n",
-            done = done.display()
-        ),
+        &format!("{}{}{}touch {}\n", workers("b"), client("echo", 2), client("only-a", 1), done.display()),
     );
     let b = host_b.json_lines(Duration::from_secs(60));
     let a = host_a.json_lines(Duration::from_secs(60));
     drop((host_a, host_b));
     let _ = std::fs::remove_dir_all(&dir);
     drop(hosts);
-    let [client_b] = &b[..] else { panic!("host B printed {b:?}") };
-    let [client_a, status] = &a[..] else { panic!("host A printed {a:?}") };
-    eprintln!("client on A: {client_a}\nclient on B: {client_b}\nbroker: {}", status["counters"]);
-    // Host A's client shares /dev/shm with the broker: its arrays went as descriptors.
-    assert_eq!((client_a["shared_parts"].as_u64(), client_a["slots_held"].as_u64()), (Some(40), Some(0)), "{client_a}");
-    // Host B's client does not: everything went as bytes.
-    assert_eq!(
-        (client_b["shared_parts"].as_u64(), client_b["inline_parts"].as_u64()),
-        (Some(0), Some(120)),
-        "{client_b}"
-    );
+    let [b_echo, b_only_a] = &b[..] else { panic!("host B printed {b:?}") };
+    let [a_only_b, a_echo, status] = &a[..] else { panic!("host A printed {a:?}") };
     let c = &status["counters"];
-    let (forwarded, inlined) =
-        (c["descriptors_forwarded"].as_u64().unwrap(), c["descriptors_inlined"].as_u64().unwrap());
-    // Replies: A's worker wrote those of A's client into its reply pool; B's client got bytes.
-    let replies_a = client_a["shared_reply_parts"].as_u64().unwrap();
-    assert!(replies_a > 0, "no reply of the co-located worker came through shared memory: {client_a}");
-    assert_eq!(client_b["shared_reply_parts"].as_u64(), Some(0), "{client_b}");
-    assert_eq!(forwarded + inlined, 40 + replies_a, "{status}");
-    assert!(forwarded > replies_a, "no descriptor reached the co-located worker: {status}");
+    eprintln!("B: {b_echo}\n   {b_only_a}\nA: {a_only_b}\n   {a_echo}\nbroker: {c}");
+    // (parts sent as descriptors, resent as bytes, reply parts through shared memory, served by).
+    let route = |r: &Value| {
+        let n = |k: &str| r[k].as_u64().unwrap();
+        assert_eq!((n("slots_held"), n("reply_slots_held")), (0, 0), "{r}");
+        (n("shared_parts"), n("resent_inline"), n("shared_reply_parts"), r["served_by"].to_string())
+    };
+    // B's client and B's worker share B's /dev/shm; the broker on A cannot see it, yet forwards
+    // their descriptors both ways.
+    assert_eq!(route(b_echo), (40, 0, 40, r#"{"b":40}"#.into()));
+    // To A's worker, B's descriptors are refused by the broker and resent as bytes.
+    assert_eq!(route(b_only_a), (40, 40, 0, r#"{"a":40}"#.into()));
+    // A's client shares the broker's directory: the broker sends B's worker the bytes, and A's
+    // worker the descriptors.
+    assert_eq!(route(a_only_b), (40, 0, 0, r#"{"b":40}"#.into()));
+    assert_eq!(route(a_echo), (40, 0, 40, r#"{"a":40}"#.into()));
+    let n = |k: &str| c[k].as_u64().unwrap();
+    assert_eq!(n("descriptors_forwarded_off_host"), 80, "{c}");
+    assert_eq!(n("descriptors_forwarded"), 160, "{c}");
+    assert_eq!((n("descriptors_inlined"), n("descriptors_refused")), (40, 40), "{c}");
+    assert_eq!(
+        (status["colocated_peers"].as_u64(), status["off_host_site_peers"].as_u64()),
+        (Some(4), Some(4)),
+        "{status}"
+    );
 }
