@@ -11,6 +11,8 @@ use pyo3::exceptions::{PyBufferError, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
+use shmpool::{DType, MAX_DIMS};
+use shmpool_farm::part::array_bytes;
 use shmpool_farm::{Client, ClientConfig, Part, Replier, ShmConfig, Worker, WorkerConfig};
 use std::ffi::c_int;
 use std::path::PathBuf;
@@ -33,25 +35,33 @@ fn shm_config(shm: bool, shm_dir: Option<PathBuf>, threshold: usize) -> ShmConfi
 }
 
 /// Python parts → farm parts: `bytes`/`bytearray`/`str` are bytes, anything with a `dtype` and
-/// a `shape` (NumPy arrays) is an array (copied once, C order, into its frame).
-fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Part>> {
-    let mut out = Vec::new();
+/// a `shape` (NumPy arrays) is an array: one from `Client.array` is lent as it is (no copy), any
+/// other is copied once (C order) into a part from `alloc` (its frame, or a slot).
+fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>, alloc: &mut dyn FnMut(DType, &[u64]) -> Part) -> PyResult<Lent> {
+    let mut lent = Lent { parts: Vec::new(), owners: Vec::new() };
     for item in parts.try_iter()? {
         let item = item?;
         if let Ok(s) = item.cast::<PyString>() {
-            out.push(Part::bytes(s.to_str()?.as_bytes()));
+            lent.parts.push(Part::bytes(s.to_str()?.as_bytes()));
         } else if item.hasattr("dtype")? && item.hasattr("shape")? {
+            let dtype = parse_dtype(py, &item.getattr("dtype")?)?;
+            let shape: Vec<u64> = item.getattr("shape")?.extract()?;
+            if let Some((owner, part)) = FarmArray::lend(&item, dtype, &shape)? {
+                lent.owners.push((lent.parts.len(), owner));
+                lent.parts.push(part);
+                continue;
+            }
+            if shape.len() > MAX_DIMS {
+                return Err(invalid(format!("an array part has at most {MAX_DIMS} dimensions")));
+            }
             let array = numpy(py)?.getattr("ascontiguousarray")?.call1((&item,))?;
-            let dtype = parse_dtype(py, &array.getattr("dtype")?)?;
-            let shape: Vec<u64> = array.getattr("shape")?.extract()?;
             let flat = array.call_method1("reshape", (-1,))?.call_method1("view", ("uint8",))?;
-            // Copied once, straight into the frame it is sent as (or from, into a slot).
-            let mut part = Part::zeros(dtype, &shape);
+            let mut part = alloc(dtype, &shape);
             let data = part.data_mut().ok_or_else(|| invalid("a new array part is not writable"))?;
             PyBuffer::<u8>::get(&flat)?.copy_to_slice(py, data)?;
-            out.push(part);
+            lent.parts.push(part);
         } else if let Ok(buffer) = PyBuffer::<u8>::get(&item) {
-            out.push(Part::bytes(buffer.to_vec(py)?));
+            lent.parts.push(Part::bytes(buffer.to_vec(py)?));
         } else {
             return Err(invalid(format!(
                 "a part must be bytes, str or a NumPy array, not {}",
@@ -59,7 +69,85 @@ fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Part>> {
             )));
         }
     }
-    Ok(out)
+    Ok(lent)
+}
+
+/// The parts of a message, some lent by `FarmArray`s: given back when dropped (also on error or
+/// unwinding), so that the arrays viewing them never outlive their bytes.
+struct Lent {
+    parts: Vec<Part>,
+    owners: Vec<(usize, Py<FarmArray>)>,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        for (index, owner) in self.owners.drain(..) {
+            let part = std::mem::replace(&mut self.parts[index], Part::bytes(Vec::new()));
+            *owner.get().part.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
+        }
+    }
+}
+
+/// An array part made by `Client.array`, to be written in place from Python and sent without a
+/// copy: in a slot of the client's pool when its broker is co-located, else in the frame it is
+/// sent as. Its bytes are exported writable; the part is lent to each message that holds the
+/// whole array, and its bytes stay where they are meanwhile.
+#[pyclass(module = "shmpool._shmpool", name = "FarmArray", frozen)]
+pub struct FarmArray {
+    /// `None` while a message has it.
+    part: Mutex<Option<Part>>,
+    /// Where the bytes are, for the part's whole life.
+    ptr: usize,
+    len: usize,
+}
+
+impl FarmArray {
+    /// The part of `item` if it is a whole `FarmArray` of this dtype and shape (found through the
+    /// array's `base` chain, compared by address and size), taken out to be lent.
+    fn lend(item: &Bound<'_, PyAny>, dtype: DType, shape: &[u64]) -> PyResult<Option<(Py<FarmArray>, Part)>> {
+        // ndarray (reshaped) → ndarray (flat) → memoryview → FarmArray.
+        let mut base = item.clone();
+        for _ in 0..4 {
+            base = match base.cast::<FarmArray>() {
+                Ok(owner) => {
+                    let whole = item.getattr("flags")?.getattr("c_contiguous")?.is_truthy()?
+                        && item.getattr("__array_interface__")?.get_item("data")?.get_item(0)?.extract::<usize>()?
+                            == owner.get().ptr
+                        && item.getattr("nbytes")?.extract::<usize>()? == owner.get().len;
+                    let mut slot = owner.get().part.lock().unwrap_or_else(|e| e.into_inner());
+                    let fits =
+                        slot.as_ref().and_then(Part::as_array).is_some_and(|a| a.dtype == dtype && a.shape == shape);
+                    return Ok((whole && fits)
+                        .then(|| slot.take())
+                        .flatten()
+                        .map(|part| (owner.clone().unbind(), part)));
+                }
+                Err(_) if base.hasattr("base")? => base.getattr("base")?,
+                Err(_) if base.hasattr("obj")? => base.getattr("obj")?,
+                Err(_) => return Ok(None),
+            };
+        }
+        Ok(None)
+    }
+}
+
+#[pymethods]
+impl FarmArray {
+    /// # Safety
+    /// Called by Python with a valid `Py_buffer` to fill.
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("NULL Py_buffer"));
+        }
+        let (ptr, len) = (slf.get().ptr, slf.get().len);
+        // SAFETY: `view` is Python's request; the bytes are the part's (a slot held by it, or its
+        // frame), which lives as long as this owner: while lent, `Lent` gives it back before
+        // the owner can be used again, and the bytes do not move with the part.
+        unsafe { fill_view(view, flags, slf.into_any(), ptr, len, false) };
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
 }
 
 /// Farm parts → Python: `bytes`, or NumPy arrays viewing the parts in place.
@@ -133,21 +221,46 @@ impl FarmClient {
     /// Sends `parts` to `service`; returns the reply's parts. Raises `TimeoutError` when no
     /// attempt got a reply, `shmpool.FarmError` when the broker refused the request.
     fn request(&self, py: Python<'_>, service: &str, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
-        let parts = to_parts(py, parts)?;
+        // Arrays are copied straight into slots when the broker is co-located. The client is
+        // locked with the GIL held only here, never waiting for the GIL while locked (below, the
+        // lock is taken and released without the GIL): no deadlock with other threads.
+        let lent = {
+            let mut client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            to_parts(py, parts, &mut |dtype, shape| client.array(dtype, shape))?
+        };
         let reply = py.detach(|| {
             let mut client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            client.request(service, &parts)
+            client.request(service, &lent.parts)
         });
+        drop(lent);
         to_python(py, reply.map_err(to_py)?)
     }
 
+    /// A writable array of `dtype` and `shape` to fill in place and send in a request with no
+    /// copy: in a slot of the client's pool when its broker is co-located (held until the array
+    /// and every view of it are gone), else in the frame it is sent as. Its contents are
+    /// unspecified until written (a slot is reused as it is). A request sends it as it is while
+    /// the whole array is passed; a slice or another view of it is copied like any array.
+    fn array<'py>(&self, py: Python<'py>, dtype: &Bound<'py, PyAny>, shape: Vec<u64>) -> PyResult<Bound<'py, PyAny>> {
+        let dtype = parse_dtype(py, dtype)?;
+        if shape.len() > MAX_DIMS || array_bytes(dtype, &shape).is_none_or(|n| n > isize::MAX as usize) {
+            return Err(invalid(format!("an array of {dtype:?} and shape {shape:?} cannot be made")));
+        }
+        let mut part = self.inner.lock().unwrap_or_else(|e| e.into_inner()).array(dtype, &shape);
+        let data = part.data_mut().ok_or_else(|| invalid("a new array part is not writable"))?;
+        let (ptr, len) = (data.as_mut_ptr() as usize, data.len());
+        let owner = Bound::new(py, FarmArray { part: Mutex::new(Some(part)), ptr, len })?;
+        ndarray(owner.as_any(), dtype, &shape, true)
+    }
+
     /// How parts travelled: `shared_parts`, `inline_parts`, `resent_inline` (requests), then
-    /// `shared_reply_parts`, `inline_reply_parts`, `replies_resent_inline` (replies), and
+    /// `shared_reply_parts`, `inline_reply_parts`, `replies_resent_inline` (replies),
+    /// `slots_held` (slots of the client's pool held by arrays from `array` still alive) and
     /// `reply_slots_held` (slots of the reply pool held by reply arrays still alive).
     fn stats(&self) -> std::collections::HashMap<&'static str, u64> {
         let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let s = client.stats();
-        let held = client.reply_pool().map(|p| p.stats()).map_or(0, |p| u64::from(p.slots - p.free));
+        let held = |pool: Option<&shmpool::Pool>| pool.map(|p| p.stats()).map_or(0, |p| u64::from(p.slots - p.free));
         [
             ("shared_parts", s.shared_parts),
             ("inline_parts", s.inline_parts),
@@ -155,10 +268,18 @@ impl FarmClient {
             ("shared_reply_parts", s.shared_reply_parts),
             ("inline_reply_parts", s.inline_reply_parts),
             ("replies_resent_inline", s.replies_resent_inline),
-            ("reply_slots_held", held),
+            ("slots_held", held(client.pool())),
+            ("reply_slots_held", held(client.reply_pool())),
         ]
         .into_iter()
         .collect()
+    }
+
+    /// `(address, size)` of the client's own pool, where `array` places arrays and request
+    /// arrays are copied; `None` before the first co-located request.
+    fn pool_mapping(&self) -> Option<(usize, usize)> {
+        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        client.pool().map(|p| p.mapping()).map(|(base, size)| (base as usize, size))
     }
 
     /// `(address, size)` of this process's read-only mapping of the reply pool, where reply
@@ -273,10 +394,10 @@ impl FarmRequest {
 
     /// Answers the client with `parts` (once).
     fn reply(&self, py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<()> {
-        let parts = to_parts(py, parts)?;
+        let lent = to_parts(py, parts, &mut Part::zeros)?;
         let replier = self.replier.lock().unwrap_or_else(|e| e.into_inner()).take();
         let replier = replier.ok_or_else(|| PyRuntimeError::new_err("this request was already answered"))?;
-        py.detach(|| replier.reply(&parts)).map_err(to_py)
+        py.detach(|| replier.reply(&lent.parts)).map_err(to_py)
     }
 }
 
@@ -285,5 +406,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FarmWorker>()?;
     m.add_class::<FarmRequest>()?;
     m.add_class::<PartView>()?;
+    m.add_class::<FarmArray>()?;
     Ok(())
 }

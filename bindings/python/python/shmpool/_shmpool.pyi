@@ -36,6 +36,7 @@ __all__ = [
     "FarmWorker",
     "FarmRequest",
     "PartView",
+    "FarmArray",
     "Store",
     "StoreVersion",
     "StoreWriter",
@@ -418,7 +419,11 @@ class FarmClient:
         threshold: int = 4096,
     ) -> FarmClient: ...
     def request(self, service: str, parts: Sequence[object]) -> list[Any]: ...
+    def array(self, dtype: _DType, shape: Sequence[int]) -> Any:
+        """A writable NumPy array to fill in place and send with no copy (a slot of the
+        client's pool when the broker is co-located)."""
     def stats(self) -> dict[str, int]: ...
+    def pool_mapping(self) -> tuple[int, int] | None: ...
     def reply_pool_mapping(self) -> tuple[int, int] | None: ...
 
 @final
@@ -448,6 +453,9 @@ class FarmWorker:
 
 @final
 class PartView: ...
+
+@final
+class FarmArray: ...
 
 _Kind = Literal["array", "string", "i64", "f64", "bool"]
 

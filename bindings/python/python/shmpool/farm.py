@@ -16,6 +16,10 @@ until the array is dropped.
 
     client = Client("tcp://127.0.0.1:5555", timeout=2.5, attempts=3)
     reply = client.request("ssnet", [b"plane0", b"{}", numpy.zeros((1, 1, 512, 512), "float32")])
+
+    plane = client.array("float32", (1, 1, 512, 512))  # in a slot of the client's pool
+    plane[...] = frame                                  # written once, in place,
+    reply = client.request("ssnet", [b"plane0", b"{}", plane])  # and sent with no copy
 """
 
 from __future__ import annotations
