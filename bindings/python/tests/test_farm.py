@@ -45,6 +45,23 @@ def broker(tmp_path):
         assert proc.wait(timeout=10) == 0
 
 
+@pytest.fixture
+def rust_echo(broker):
+    """The broker, with a Rust worker of service "echo" (tag "rust", reports how arrays came)."""
+    endpoint, shm_dir = broker
+    worker = subprocess.Popen(
+        [program("shmpool-farm-worker"), "--connect", endpoint, "--service", "echo", "--tag", "rust",
+         "--shm-dir", str(shm_dir), "--report-shared"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_workers(endpoint, "echo", 1)
+        yield broker
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+
+
 def wait_workers(endpoint, service, n):
     status = Client(endpoint, timeout=2.0, attempts=1, shm=False)
     for _ in range(500):
@@ -87,86 +104,66 @@ def test_python_worker_reads_arrays_in_place_and_no_slot_is_held(broker):
     assert result["shared_reply_parts"] == 1000 and result["reply_slots_held"] == 0, result
 
 
-def test_python_client_gets_numpy_arrays_back_from_a_rust_worker(broker):
-    endpoint, shm_dir = broker
-    worker = subprocess.Popen(
-        [program("shmpool-farm-worker"), "--connect", endpoint, "--service", "echo", "--tag", "rust",
-         "--shm-dir", str(shm_dir), "--report-shared"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        wait_workers(endpoint, "echo", 1)
-        client = Client(endpoint, shm_dir=str(shm_dir))
-        for event in range(20):
-            plane = np.arange(512 * 512, dtype=np.float32).reshape(1, 1, 512, 512) + event
-            tag, name, meta, back, shared = client.request("echo", [b"plane0", '{"event": 1}', plane])
-            assert (tag, name, meta, shared) == (b"rust", b"plane0", b'{"event": 1}', b"shared")
-            assert back.dtype == np.float32 and back.shape == (1, 1, 512, 512)
-            assert np.array_equal(back, plane)
-            # The reply array is a read-only view inside the client's reply pool mapping.
-            base, size = client.reply_pool_mapping()
-            address = back.__array_interface__["data"][0]
-            assert base <= address and address + back.nbytes <= base + size
-            assert not back.flags.writeable
-            assert client.stats()["reply_slots_held"] == 1
-            del back
-            assert client.stats()["reply_slots_held"] == 0
-        stats = client.stats()
-        assert (stats["shared_parts"], stats["shared_reply_parts"], stats["inline_reply_parts"]) == (20, 20, 80)
-    finally:
-        worker.kill()
-        worker.wait(timeout=10)
+def test_python_client_gets_numpy_arrays_back_from_a_rust_worker(rust_echo):
+    endpoint, shm_dir = rust_echo
+    client = Client(endpoint, shm_dir=str(shm_dir))
+    for event in range(20):
+        plane = np.arange(512 * 512, dtype=np.float32).reshape(1, 1, 512, 512) + event
+        tag, name, meta, back, shared = client.request("echo", [b"plane0", '{"event": 1}', plane])
+        assert (tag, name, meta, shared) == (b"rust", b"plane0", b'{"event": 1}', b"shared")
+        assert back.dtype == np.float32 and back.shape == (1, 1, 512, 512)
+        assert np.array_equal(back, plane)
+        # The reply array is a read-only view inside the client's reply pool mapping.
+        base, size = client.reply_pool_mapping()
+        address = back.__array_interface__["data"][0]
+        assert base <= address and address + back.nbytes <= base + size
+        assert not back.flags.writeable
+        assert client.stats()["reply_slots_held"] == 1
+        del back
+        assert client.stats()["reply_slots_held"] == 0
+    stats = client.stats()
+    assert (stats["shared_parts"], stats["shared_reply_parts"], stats["inline_reply_parts"]) == (20, 20, 80)
 
 
-def test_client_array_is_filled_in_a_slot_and_sent_without_a_copy(broker):
-    endpoint, shm_dir = broker
-    worker = subprocess.Popen(
-        [program("shmpool-farm-worker"), "--connect", endpoint, "--service", "echo", "--tag", "rust",
-         "--shm-dir", str(shm_dir), "--report-shared"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        wait_workers(endpoint, "echo", 1)
-        client = Client(endpoint, shm_dir=str(shm_dir))
-        for event in range(5):
-            # Every slot of the client's pool (8, the default) holds one array written in place.
-            planes = [client.array("float32", (1, 1, 256, 256)) for _ in range(8)]
-            base, size = client.pool_mapping()
-            for i, plane in enumerate(planes):
-                plane[...] = np.arange(256 * 256, dtype=np.float32).reshape(plane.shape) + event * 8 + i
-                address = plane.__array_interface__["data"][0]
-                assert base <= address and address + plane.nbytes <= base + size
-            assert client.stats()["slots_held"] == 8
-            # Each is sent as it is (lent to the request and given back; a copy would need a free
-            # slot, and there is none), twice: the worker reads it in place.
-            for plane in planes:
-                for _ in range(2):
-                    tag, back, shared = client.request("echo", [plane])
-                    assert (tag, shared) == (b"rust", b"shared")
-                    assert np.array_equal(back, plane) and plane.flags.writeable
-            # A slice is an array like any other: copied (into its frame: no slot is free).
-            _, back, shared = client.request("echo", [planes[0][0, 0, :2048]])
-            assert shared == b"inline" and np.array_equal(back, planes[0][0, 0, :2048])
-            # A ninth array finds no free slot: an ordinary array, sent as bytes.
-            extra = client.array("float32", (1, 1, 256, 256))
-            extra[...] = 1
-            assert not base <= extra.__array_interface__["data"][0] < base + size
-            assert client.request("echo", [extra])[2] == b"inline"
-            del back, planes, plane, extra
-            assert client.stats()["slots_held"] == 0
-        assert client.stats()["resent_inline"] == 0
-        # Without shared memory it is an ordinary array, sent as bytes.
-        plain = Client(endpoint, shm=False)
-        plane = plain.array(np.uint16, [3, 5000])
-        plane[...] = 7
-        tag, back, shared = plain.request("echo", [plane])
-        assert (shared, back.dtype, back.shape, int(back.sum())) == (b"inline", np.uint16, (3, 5000), 7 * 15000)
-        assert plain.pool_mapping() is None
-        with pytest.raises(shmpool.InvalidArgument):
-            plain.array("float32", [1 << 40, 1 << 40])
-    finally:
-        worker.kill()
-        worker.wait(timeout=10)
+def test_client_array_is_filled_in_a_slot_and_sent_without_a_copy(rust_echo):
+    endpoint, shm_dir = rust_echo
+    client = Client(endpoint, shm_dir=str(shm_dir))
+    for event in range(5):
+        # Every slot of the client's pool (8, the default) holds one array written in place.
+        planes = [client.array("float32", (1, 1, 256, 256)) for _ in range(8)]
+        base, size = client.pool_mapping()
+        for i, plane in enumerate(planes):
+            plane[...] = np.arange(256 * 256, dtype=np.float32).reshape(plane.shape) + event * 8 + i
+            address = plane.__array_interface__["data"][0]
+            assert base <= address and address + plane.nbytes <= base + size
+        assert client.stats()["slots_held"] == 8
+        # Each is sent as it is (lent to the request and given back; a copy would need a free
+        # slot, and there is none), twice: the worker reads it in place.
+        for plane in planes:
+            for _ in range(2):
+                tag, back, shared = client.request("echo", [plane])
+                assert (tag, shared) == (b"rust", b"shared")
+                assert np.array_equal(back, plane) and plane.flags.writeable
+        # A slice is an array like any other: copied (into its frame: no slot is free).
+        _, back, shared = client.request("echo", [planes[0][0, 0, :2048]])
+        assert shared == b"inline" and np.array_equal(back, planes[0][0, 0, :2048])
+        # A ninth array finds no free slot: an ordinary array, sent as bytes.
+        extra = client.array("float32", (1, 1, 256, 256))
+        extra[...] = 1
+        assert not base <= extra.__array_interface__["data"][0] < base + size
+        assert client.request("echo", [extra])[2] == b"inline"
+        del back, planes, plane, extra
+        assert client.stats()["slots_held"] == 0
+    assert client.stats()["resent_inline"] == 0
+    # Without shared memory it is an ordinary array, sent as bytes.
+    plain = Client(endpoint, shm=False)
+    plane = plain.array(np.uint16, [3, 5000])
+    plane[...] = 7
+    tag, back, shared = plain.request("echo", [plane])
+    assert (shared, back.dtype, back.shape, int(back.sum())) == (b"inline", np.uint16, (3, 5000), 7 * 15000)
+    assert plain.pool_mapping() is None
+    with pytest.raises(shmpool.InvalidArgument):
+        plain.array("float32", [1 << 40, 1 << 40])
 
 
 def test_a_request_nobody_serves_raises_farm_error(broker):
