@@ -1,9 +1,14 @@
 #!/bin/sh
 # The farm benchmark across two hosts: network namespaces A and B joined by a veth pair
 # (10.232.0.1, 10.232.0.2), each process in a mount namespace of its own with a fresh tmpfs on
-# /dev/shm (as tests/two_hosts.rs). The broker and the workers run on A, the client on B: every
-# array crosses the link as bytes, both ways. SSNet events (3 planes of (1,1,512,512) float32 +
-# names + metadata; the worker returns one plane), 1 client, 1/2/4 workers:
+# /dev/shm (as tests/two_hosts.rs). Two placements:
+#   across: the broker and the workers run on A, the client on B: every array crosses the link
+#     as bytes, both ways;
+#   broker elsewhere: the broker runs on A, the workers and the client on B, where they share a
+#     pool directory (a tmpfs directory of B's: shmpool peers prove it as their site, and only
+#     descriptors cross the link; pyzmq sends everything through A).
+# SSNet events (3 planes of (1,1,512,512) float32 + names + metadata; the worker returns one
+# plane), 1 client, 1/2/4 workers:
 #   shmpool farm (shmpool-broker, shmpool-farm-worker, shmpool-farm-client)
 #   vs the pyzmq Paranoid Pirate baseline (ppp.py, copy=False frames).
 # CPU per event: user + system time of every process (broker, workers, client) while the client
@@ -20,7 +25,14 @@ A=shmbench-a-$$ B=shmbench-b-$$ VA=sba$$ VB=sbb$$
 ADDR=10.232.0.1
 PIDS=""
 stop_all() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=""; }
-cleanup() { stop_all; ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true; }
+# Host B's pool directory in the second placement: a tmpfs of its own (not under /dev/shm, which
+# every process here replaces with a private one).
+BSHM=$(mktemp -d /tmp/shmbench-b.XXXXXX)
+mount -t tmpfs tmpfs "$BSHM"
+cleanup() {
+    stop_all; ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true
+    umount "$BSHM" 2>/dev/null || true; rmdir "$BSHM" 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 ip netns add "$A"
 ip netns add "$B"
@@ -55,6 +67,26 @@ echo "load average: $(cat /proc/loadavg)"
 echo "| system | workers | events/s | p50 ms | p99 ms | CPU ms/event |"
 echo "| --- | --- | --- | --- | --- | --- |"
 for W in 1 2 4; do
+    # Broker elsewhere.
+    EP=tcp://$ADDR:5711
+    start "$A" $BIN/shmpool-broker --bind $EP
+    for i in $(seq $W); do start "$B" $BIN/shmpool-farm-worker --connect $EP --service ssnet --last-only --shm-dir "$BSHM"; done
+    on "$B" $BIN/shmpool-farm-client --connect $EP --service ssnet --events 1 --last-only --wait-workers $W --no-shm >/dev/null
+    T0=$(ticks)
+    R=$(on "$B" $BIN/shmpool-farm-client --connect $EP --service ssnet --events "$EVENTS" --planes 3 --side 512 \
+        --last-only --shm-dir "$BSHM")
+    row "shmpool farm, broker elsewhere" $W "$R" $(($(ticks) - T0))
+    stop_all
+    FE=tcp://$ADDR:5712; BE=tcp://$ADDR:5713
+    start "$A" "$PYTHON" "$PPP" broker $FE $BE
+    for i in $(seq $W); do start "$B" "$PYTHON" "$PPP" worker $BE "w$i"; done
+    sleep 1 # as below
+    T0=$(ticks)
+    R=$(on "$B" "$PYTHON" "$PPP" client $FE "$EVENTS" 3 512 $W)
+    row "pyzmq Paranoid Pirate, broker elsewhere" $W "$R" $(($(ticks) - T0))
+    stop_all
+
+    # Across.
     EP=tcp://$ADDR:5701
     start "$A" $BIN/shmpool-broker --bind $EP
     for i in $(seq $W); do start "$A" $BIN/shmpool-farm-worker --connect $EP --service ssnet --last-only; done

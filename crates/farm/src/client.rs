@@ -6,7 +6,9 @@
 //! proven, array parts of at least [`ShmConfig::threshold`] bytes go as descriptors of slots of the
 //! client's own pool, which it keeps until the request ends. If they cannot be mapped where the
 //! request went (the worker, or the broker for a client on another host, answers 409), the same
-//! request is sent again at once with the bytes inline. Reply arrays of a
+//! request is sent again at once with the bytes inline, and so are the client's requests of the next
+//! second (then it tries descriptors again): a client whose requests go to workers of another
+//! host pays for a refusal once a second, not once a request. Reply arrays of a
 //! co-located worker arrive in the client's reply pool ([`crate::reply`]): views held until dropped.
 //!
 //! ```no_run
@@ -61,8 +63,14 @@ pub struct Client {
     replies: ReplyInbox,
     /// Id of the last attempt sent (ids of reply slots).
     attempt_id: u64,
+    /// Until when requests go inline at once: descriptors were just refused (409), most likely
+    /// because no worker shares this host, and each refusal costs a round trip.
+    inline_until: Option<Instant>,
     stats: ClientStats,
 }
+
+/// How long a client sends bytes after its descriptors were refused, before it tries again.
+const INLINE_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 
 /// How a client's parts travelled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,7 +79,7 @@ pub struct ClientStats {
     pub shared_parts: u64,
     /// Parts sent as bytes.
     pub inline_parts: u64,
-    /// Requests sent again inline because the worker could not map their descriptors.
+    /// Requests sent again inline because their descriptors could not be mapped where they went.
     pub resent_inline: u64,
     /// Reply parts received as slots of the client's reply pool.
     pub shared_reply_parts: u64,
@@ -97,6 +105,7 @@ impl Client {
             outbox,
             replies,
             attempt_id: 0,
+            inline_until: None,
             stats: Default::default(),
         })
     }
@@ -120,11 +129,16 @@ impl Client {
         if self.config.shm.enabled && self.socket.is_none() {
             self.socket = self.open_socket().ok().flatten();
         }
-        let proven = self.socket.as_ref().is_some_and(|(_, proven)| *proven);
+        let proven = self.socket.as_ref().is_some_and(|(_, proven)| *proven) && !self.refused_lately();
         match proven.then(|| self.outbox.alloc(dtype, shape)).flatten() {
             Some(array) => Part::Array(array),
             None => Part::zeros(dtype, shape),
         }
+    }
+
+    /// Whether descriptors were refused less than [`INLINE_AFTER_REFUSAL`] ago.
+    fn refused_lately(&self) -> bool {
+        self.inline_until.is_some_and(|until| Instant::now() < until)
     }
 
     /// The client's reply pool, once a proven attempt was sent.
@@ -171,7 +185,7 @@ impl Client {
         }
         // Slots holding this request's arrays, kept until the request ends (also across retries).
         let mut placed: Option<Vec<Option<Placed>>> = None;
-        let mut inline_only = false;
+        let mut inline_only = self.refused_lately();
         let mut inline_replies = false;
         self.replies.drain();
         let mut attempt = 0;
@@ -198,8 +212,10 @@ impl Client {
             socket.send(mdp::client_request(service.as_bytes(), frames))?;
             match self.wait_reply(&socket, service)? {
                 Some(Err(Error::Refused { code, .. })) if code == "409" && shared => {
-                    // The worker could not map our pool: the same request again, bytes inline.
+                    // Our pool cannot be mapped where the request went: the same request again,
+                    // bytes inline (and the next ones for a while).
                     self.stats.resent_inline += 1;
+                    self.inline_until = Some(Instant::now() + INLINE_AFTER_REFUSAL);
                     inline_only = true;
                     self.socket = Some((socket, proven));
                 }
