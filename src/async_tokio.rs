@@ -20,6 +20,7 @@
 //!     assert_eq!(buf.seq(), 0);
 //!     Ok::<(), shmpool::Error>(())
 //! })?;
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 

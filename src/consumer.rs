@@ -11,6 +11,7 @@
 //! pool.shutdown();
 //! assert!(consumer.recv(Some(Duration::from_secs(1))).is_ok()); // drains what was published
 //! assert!(matches!(consumer.recv(None), Err(Error::Closed)));
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 

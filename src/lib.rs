@@ -20,6 +20,7 @@
 //! buf.set_len(1)?;
 //! buf.publish()?;
 //! assert_eq!(consumer.recv(None)?[0], 42);
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 

@@ -16,6 +16,7 @@
 //! let pool = shmpool::Pool::create("liveness-doc", &shmpool::Config::new(2, 4096).directory(&dir)).unwrap();
 //! let consumer = pool.consumer().unwrap();
 //! assert!(pool.stats().peers.iter().all(|p| p.alive));
+//! # std::fs::remove_dir_all(&dir).ok();
 //! ```
 
 use std::io;

@@ -17,6 +17,7 @@
 //! assert_eq!(seq, Some(0));
 //! let got = consumer.try_recv()?.expect("published");
 //! assert_eq!((got.dtype(), got.shape(), got.user_meta()), (DType::F32, &[1u64][..], &b"video/x-raw"[..]));
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 

@@ -23,6 +23,7 @@
 //! let started = std::time::Instant::now();
 //! assert!(matches!(consumer.recv(Some(std::time::Duration::from_millis(20))), Err(shmpool::Error::Timeout)));
 //! assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+//! # std::fs::remove_dir_all(&dir).ok();
 //! ```
 
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering::*};

@@ -27,6 +27,7 @@
 //! buf.publish()?;
 //! let got = follower.recv(generation, None)?;                    // opens BASE-g1 on first use
 //! assert_eq!((&got[..3], got.len()), (&b"big"[..], 100_000));
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 

@@ -14,6 +14,7 @@
 //! buf.publish()?;
 //! let got = consumer.recv(Some(Duration::from_secs(1)))?;
 //! assert_eq!(&got[..], b"hello");
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 

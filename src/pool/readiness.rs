@@ -46,6 +46,7 @@
 //!     received += 1; // ... use the buffer
 //! }
 //! assert_eq!(received, 1); // `Ok(None)` armed the handle again
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 

@@ -14,6 +14,7 @@
 //! let reader = Pool::open_in("region-doc", Some(&dir))?; // the peer (usually another process)
 //! assert_eq!(reader.slot_region(buf.slot_index() as u32, 0, 5)?, b"hello");
 //! assert!(reader.slot_region(2, 0, 1).is_err());        // no slot 2: the index came from outside
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), shmpool::Error>(())
 //! ```
 
