@@ -5,14 +5,17 @@
 #   vs a Paranoid Pirate broker in pyzmq with copy=False frames (ppp.py, the SSNet way).
 # CPU per event: user + system time of every process (broker, workers, client) while the client
 # runs, divided by the events. Two-host variant: two_hosts.sh.
-# Usage: crates/farm/bench/run.sh [EVENTS [ROUNDS]]   (rounds of 1, 2, 4 workers, interleaved so
-# that a change of the machine's load hits every configuration alike)   (needs `cargo build --release -p shmpool-farm` and a
-# Python with pyzmq and numpy: $PYTHON, default the workspace .venv)
+# Usage: [TRANSPORT=tcp|ipc] crates/farm/bench/run.sh [EVENTS [ROUNDS]]   (rounds of 1, 2, 4
+# workers, interleaved so that a change of the machine's load hits every configuration alike)   (needs `cargo build --release -p shmpool-farm` and a
+# Python with pyzmq and numpy: $PYTHON, default the workspace .venv). TRANSPORT (default tcp) is
+# used by both systems alike: loopback TCP, or ipc:// sockets in a private directory. $BIN: where
+# the farm's binaries are (default target/release), e.g. to compare two builds.
 set -eu
 cd "$(dirname "$0")/../../.."
 EVENTS=${1:-300}
 ROUNDS=${2:-1}
-BIN=target/release
+BIN=${BIN:-target/release}
+TRANSPORT=${TRANSPORT:-tcp}
 PYTHON=${PYTHON:-.venv/bin/python}
 DIR=$(mktemp -d)
 PIDS=""
@@ -27,13 +30,21 @@ row() {
 cpu=(r['cpu_s']+int(sys.argv[4])/hz)/r['events']*1e3
 print(f\"| {sys.argv[1]} | {sys.argv[2]} | {r['events_per_s']:.0f} | {r['p50_us']/1e3:.2f} | {r['p99_us']/1e3:.2f} | {cpu:.2f} |\")" "$@"
 }
+# The endpoint of port $1 (tcp) or of a socket file named $1 (ipc).
+endpoint() {
+    case $TRANSPORT in
+        tcp) echo "tcp://127.0.0.1:$1" ;;
+        ipc) echo "ipc://$DIR/$1.ipc" ;;
+        *) echo "TRANSPORT must be tcp or ipc, not $TRANSPORT" >&2; exit 2 ;;
+    esac
+}
 stop_all() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=""; }
 
-echo "load average: $(cat /proc/loadavg)"
+EP=$(endpoint 5701); FE=$(endpoint 5702); BE=$(endpoint 5703)
+echo "transport: $TRANSPORT; load average: $(cat /proc/loadavg)"
 echo "| system | workers | events/s | p50 ms | p99 ms | CPU ms/event |"
 echo "| --- | --- | --- | --- | --- | --- |"
 for W in $(for r in $(seq $ROUNDS); do echo 1 2 4; done); do
-    EP=tcp://127.0.0.1:5701
     start $BIN/shmpool-broker --bind $EP --shm-dir "$DIR"
     for i in $(seq $W); do start $BIN/shmpool-farm-worker --connect $EP --service ssnet --last-only --shm-dir "$DIR"; done
     $BIN/shmpool-farm-client --connect $EP --service ssnet --events 1 --last-only --wait-workers $W --no-shm >/dev/null
@@ -47,7 +58,6 @@ for W in $(for r in $(seq $ROUNDS); do echo 1 2 4; done); do
     row "shmpool farm, shared memory off" $W "$R" $(($(ticks) - T0))
     stop_all
 
-    FE=tcp://127.0.0.1:5702; BE=tcp://127.0.0.1:5703
     start "$PYTHON" crates/farm/bench/ppp.py broker $FE $BE
     for i in $(seq $W); do start "$PYTHON" crates/farm/bench/ppp.py worker $BE "w$i"; done
     T0=$(ticks)

@@ -4,6 +4,7 @@
 
 use std::ffi::c_void;
 use std::ops::Deref;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,11 +136,6 @@ impl Context {
         self.socket(zmq::DEALER)
     }
 
-    /// A PAIR socket (between a worker's threads over `inproc://`).
-    pub fn pair(&self) -> Result<Socket, TransportError> {
-        self.socket(zmq::PAIR)
-    }
-
     fn socket(&self, kind: zmq::SocketType) -> Result<Socket, TransportError> {
         let mut socket = self.0.socket(kind)?;
         // Closing never blocks on unsent messages: peers retry by protocol.
@@ -244,18 +240,20 @@ impl Socket {
 
     /// Waits up to `timeout` until this socket has a message.
     pub fn wait_readable(&self, timeout: Duration) -> Result<bool, TransportError> {
-        Ok(poll(&[self], timeout)?[0])
+        Ok(poll(&[self], &[], timeout)?[0])
     }
 }
 
-/// Waits up to `timeout` until one of `sockets` has a message; says which have.
-pub fn poll(sockets: &[&Socket], timeout: Duration) -> Result<Readable, TransportError> {
+/// Waits up to `timeout` until one of `sockets` has a message or one of `fds` (plain file
+/// descriptors, e.g. a wake-up pipe) is readable; says which are (sockets first, then fds).
+pub fn poll(sockets: &[&Socket], fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<Readable, TransportError> {
     let mut items: Vec<_> = sockets.iter().map(|s| s.0.as_poll_item(zmq::POLLIN)).collect();
+    items.extend(fds.iter().map(|fd| zmq::PollItem::from_fd(fd.as_raw_fd(), zmq::POLLIN)));
     let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     // EINTR (a signal, e.g. SIGINT for a clean shutdown) is "nothing yet".
     match zmq::poll(&mut items, ms) {
         Ok(_) => Ok(items.iter().map(|i| i.is_readable()).collect()),
-        Err(zmq::Error::EINTR) => Ok(vec![false; sockets.len()]),
+        Err(zmq::Error::EINTR) => Ok(vec![false; items.len()]),
         Err(e) => Err(e.into()),
     }
 }

@@ -1,8 +1,11 @@
 //! A Majordomo worker: registers a service with the broker and serves its requests.
 //!
-//! A background thread owns the broker connection: it heartbeats even while the user's code is
-//! busy with a request, notices a silent broker after `liveness` missed beats, and reconnects with
-//! exponential backoff (1 s doubling to 32 s by default).
+//! The broker connection is shared by the user's threads and a small background thread, under
+//! one lock. [`Worker::recv`] polls the broker socket itself and [`Replier`] sends on it directly,
+//! so a request and its reply cross no thread of this library. While the user's code is away
+//! from `recv` (busy with a request, or not asking), the background thread keeps the session
+//! alive: it heartbeats, notices a silent broker after `liveness` missed beats, and reconnects
+//! with exponential backoff (1 s doubling to 32 s by default).
 //!
 //! ```no_run
 //! use shmpool_farm::{Worker, WorkerConfig};
@@ -22,9 +25,12 @@ use crate::reply::{ReplyOutbox, ReplyTo};
 use crate::shm::{Inbox, ShmConfig, DESC_MAGIC};
 use crate::transport::{poll, Context, Frame, Socket};
 use crate::{Error, Result};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,20 +65,10 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Control messages from the user's side to the connection thread (over `inproc://`).
-const REPLY: &[u8] = b"R";
-const STOP: &[u8] = b"S";
-
-/// A request delivered by the connection thread: the client's address, the body, and whether
-/// this session proved co-location (only then are descriptor frames descriptors).
-type Delivery = (Vec<u8>, Vec<Frame>, bool);
-
 /// A worker serving one service. Iterate over it (or call [`Worker::recv`]) for requests.
 pub struct Worker {
-    requests: Receiver<Delivery>,
-    control: Arc<Mutex<Socket>>,
-    thread: Option<JoinHandle<Result<()>>>,
-    reconnects: Arc<AtomicU64>,
+    link: Arc<Link>,
+    keeper: Option<JoinHandle<()>>,
     inbox: Mutex<Inbox>,
     outbox: Arc<Mutex<ReplyOutbox>>,
 }
@@ -87,7 +83,10 @@ pub struct Request {
 /// The means to answer one request, apart from its parts (see [`Request::split`]).
 pub struct Replier {
     client: Vec<u8>,
-    control: Arc<Mutex<Socket>>,
+    link: Arc<Link>,
+    /// The session the request came in; a reply after it ended is dropped (the broker forgot
+    /// this worker, and the client retries).
+    generation: u64,
     /// Where a co-located client takes reply arrays, if it offered (and this session is proven).
     reply_to: Option<ReplyTo>,
     outbox: Arc<Mutex<ReplyOutbox>>,
@@ -99,65 +98,56 @@ pub struct StagedReply {
     body: Vec<Frame>,
 }
 
-static NEXT_CONTROL: AtomicU64 = AtomicU64::new(0);
-
 impl Worker {
     /// Connects to the broker at `endpoint` and registers `service`.
     pub fn connect(endpoint: &str, service: &str, config: WorkerConfig) -> Result<Worker> {
         if service.is_empty() || service.len() > mdp::MAX_SERVICE {
             return Err(Error::Invalid(format!("service name {service:?}: 1 to {} bytes", mdp::MAX_SERVICE)));
         }
-        let ctx = Context::new();
-        let address = format!(
-            "inproc://shmpool-farm-worker-{}-{}",
-            std::process::id(),
-            NEXT_CONTROL.fetch_add(1, Ordering::Relaxed)
-        );
-        let inner = ctx.pair()?;
-        inner.bind(&address)?;
-        let outer = ctx.pair()?;
-        outer.connect(&address)?;
-        let (tx, rx) = mpsc::channel();
-        let reconnects = Arc::new(AtomicU64::new(0));
+        let bell = |e: std::io::Error| Error::Invalid(format!("cannot create the worker's wake-up socket: {e}"));
         let inbox = Mutex::new(Inbox::new(config.shm.dir()));
         let outbox = Arc::new(Mutex::new(ReplyOutbox::new(config.shm.clone())));
-        let link = Link {
-            ctx,
+        let link = Arc::new(Link {
+            ctx: Context::new(),
             endpoint: endpoint.to_string(),
             service: service.to_string(),
+            session: Mutex::new(Session {
+                // The keeper connects at once.
+                state: State::Backoff(Instant::now()),
+                deliveries: VecDeque::new(),
+                generation: 0,
+                backoff: config.reconnect_min,
+                failure: None,
+            }),
             config,
-            control: inner,
-            requests: tx,
-            reconnects: reconnects.clone(),
-        };
-        let thread = std::thread::Builder::new()
+            pending: Mutex::new(Vec::new()),
+            recv_bell: Bell::new().map_err(bell)?,
+            keeper_bell: Bell::new().map_err(bell)?,
+            reconnects: AtomicU64::new(0),
+        });
+        let keeper = link.clone();
+        let keeper = std::thread::Builder::new()
             .name("shmpool-farm-worker".into())
-            .spawn(move || link.run())
+            .spawn(move || keeper.keep())
             .map_err(|e| Error::Invalid(format!("cannot start the worker thread: {e}")))?;
-        let control = Arc::new(Mutex::new(outer));
-        Ok(Worker { requests: rx, control, thread: Some(thread), reconnects, inbox, outbox })
+        Ok(Worker { link, keeper: Some(keeper), inbox, outbox })
     }
 
     /// The next request, waiting up to `timeout` (`None`: until one comes). `Ok(None)`: none in
-    /// time. An error means the connection thread ended (its error is returned).
+    /// time. An error means the worker failed (its error is returned once, then
+    /// [`Error::Stopped`]).
     ///
     /// A request whose descriptors cannot be mapped here is answered "409" (the client's library
     /// then sends it again with the bytes inline) and not returned.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Option<Request>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let delivery = match deadline {
-                Some(d) => match self.requests.recv_timeout(d.saturating_duration_since(Instant::now())) {
-                    Ok(d) => d,
-                    Err(RecvTimeoutError::Timeout) => return Ok(None),
-                    Err(RecvTimeoutError::Disconnected) => return Err(Error::Stopped),
-                },
-                None => self.requests.recv().map_err(|_| Error::Stopped)?,
+            let Some(Delivery { client, mut body, proven, generation }) = self.link.next(deadline)? else {
+                return Ok(None);
             };
-            let (client, mut body, proven) = delivery;
             let reply_to = if proven { ReplyTo::take(&mut body) } else { None };
-            let (control, outbox) = (self.control.clone(), self.outbox.clone());
-            let replier = Replier { client, control, reply_to, outbox };
+            let (link, outbox) = (self.link.clone(), self.outbox.clone());
+            let replier = Replier { client, link, generation, reply_to, outbox };
             match self.decode(body, proven) {
                 Ok(parts) => return Ok(Some(Request { parts, replier })),
                 Err(reason) => replier.send(mdp::error_body("409", &reason))?,
@@ -175,7 +165,7 @@ impl Worker {
 
     /// How many times the worker reconnected to the broker.
     pub fn reconnects(&self) -> u64 {
-        self.reconnects.load(Ordering::Relaxed)
+        self.link.reconnects.load(Ordering::Relaxed)
     }
 }
 
@@ -203,11 +193,16 @@ impl Iterator for Requests<'_> {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Ok(control) = self.control.lock() {
-            let _ = control.send(vec![STOP.into()]);
+        {
+            let mut session = self.link.session();
+            if let State::Connected(c) = &session.state {
+                let _ = c.broker.send(mdp::from_worker(Command::Disconnect, &[]));
+            }
+            session.stop();
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        self.link.keeper_bell.ring();
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
         }
     }
 }
@@ -260,12 +255,22 @@ impl Replier {
         StagedReply { replier: self, body }
     }
 
+    /// Sends on the broker socket at once if it is free (the usual case: the user's thread is
+    /// not in `recv`); else leaves the reply to the thread holding it, and wakes that thread.
     fn send(self, body: Vec<Frame>) -> Result<()> {
-        let mut frames = vec![Frame::from(REPLY), Frame::from(&self.client[..])];
-        frames.extend(body);
-        let control = self.control.lock().map_err(|_| Error::Stopped)?;
-        control.send(frames)?;
-        Ok(())
+        let reply = Reply { generation: self.generation, client: self.client, body };
+        match self.link.session.try_lock() {
+            Ok(session) => session.send_reply(reply),
+            Err(TryLockError::Poisoned(e)) => e.into_inner().send_reply(reply),
+            Err(TryLockError::WouldBlock) => {
+                self.link.pending.lock().unwrap_or_else(|e| e.into_inner()).push(reply);
+                // A thread polling in `recv` sends it; if the holder is about to let go
+                // without looking, the keeper takes the lock and sends it.
+                self.link.recv_bell.ring();
+                self.link.keeper_bell.ring();
+                Ok(())
+            }
+        }
     }
 }
 
@@ -276,137 +281,304 @@ impl StagedReply {
     }
 }
 
-/// The connection thread's state.
+/// A request received from the broker, not yet handed to the user: the client's address, the
+/// body, whether its session proved co-location (only then are descriptor frames descriptors),
+/// and that session's number.
+struct Delivery {
+    client: Vec<u8>,
+    body: Vec<Frame>,
+    proven: bool,
+    generation: u64,
+}
+
+/// A reply for the client at `client`, to a request of session `generation`.
+struct Reply {
+    generation: u64,
+    client: Vec<u8>,
+    body: Vec<Frame>,
+}
+
+/// What the worker's threads share: settings, the session (under its lock), and the means to
+/// wake a thread that waits.
 struct Link {
     ctx: Context,
     endpoint: String,
     service: String,
     config: WorkerConfig,
-    control: Socket,
-    requests: Sender<Delivery>,
-    reconnects: Arc<AtomicU64>,
+    session: Mutex<Session>,
+    /// Replies whose sender found the session lock taken; its next holder sends them.
+    pending: Mutex<Vec<Reply>>,
+    /// Wakes a thread waiting in `recv` (a new session, a pending reply, a failure).
+    recv_bell: Bell,
+    /// Wakes the keeper (the worker dropped, a session ended, a pending reply).
+    keeper_bell: Bell,
+    reconnects: AtomicU64,
 }
 
-/// Why a session with the broker ended.
-enum End {
-    Stop,
-    Reconnect,
+/// The broker session, under the link's lock.
+struct Session {
+    state: State,
+    /// Requests received, in order, for the next calls of `recv`.
+    deliveries: VecDeque<Delivery>,
+    /// Number of the current connection (replies of an older one are dropped).
+    generation: u64,
+    /// The delay before the next reconnection after a session in which the broker was silent.
+    backoff: Duration,
+    /// Why the keeper stopped, for the next `recv`.
+    failure: Option<Error>,
+}
+
+enum State {
+    /// Registered with the broker (or about to be: READY is sent).
+    Connected(Connection),
+    /// No connection: the keeper connects at this instant.
+    Backoff(Instant),
+    /// The keeper is connecting (outside the lock: the proof waits for the broker).
+    Connecting,
+    /// The worker was dropped or failed.
+    Stopped,
+}
+
+/// One connection to the broker.
+struct Connection {
+    broker: Socket,
+    proven: bool,
+    /// When the broker will be deemed gone unless heard from.
+    expiry: Instant,
+    next_beat: Instant,
+    /// Whether the broker said anything on this connection (then the backoff starts over).
+    heard: bool,
 }
 
 impl Link {
-    fn run(self) -> Result<()> {
-        let mut backoff = self.config.reconnect_min;
+    /// The session, even if a thread panicked holding it (its state stays consistent: every
+    /// change is a single assignment).
+    fn session(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn silence(&self) -> Duration {
+        self.config.heartbeat * self.config.liveness
+    }
+
+    /// The next request, polling the broker socket in this (the user's) thread until `deadline`.
+    fn next(&self, deadline: Option<Instant>) -> Result<Option<Delivery>> {
         loop {
-            let (end, heard) = self.session()?;
-            if let End::Stop = end {
-                return Ok(());
+            let mut session = self.session();
+            session.pump(self)?;
+            if let Some(delivery) = session.deliveries.pop_front() {
+                return Ok(Some(delivery));
             }
-            self.reconnects.fetch_add(1, Ordering::Relaxed);
-            // A session in which the broker answered resets the backoff.
-            if heard {
-                backoff = self.config.reconnect_min;
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => return Ok(None),
+                Some(d) => d - now,
+                None => Duration::MAX,
+            };
+            match &session.state {
+                // Holding the lock: no other thread uses the socket meanwhile. Woken early by a
+                // reply another thread left pending.
+                State::Connected(c) => {
+                    let wait = left.min(c.next_beat.min(c.expiry).saturating_duration_since(now));
+                    let readable = poll(&[&c.broker], &[self.recv_bell.fd()], wait)?;
+                    if readable[1] {
+                        self.recv_bell.clear();
+                    }
+                }
+                State::Stopped => return Err(session.failure.take().unwrap_or(Error::Stopped)),
+                // Without the lock, until the keeper has a new session.
+                State::Backoff(_) | State::Connecting => {
+                    drop(session);
+                    self.recv_bell.wait(left.min(self.config.heartbeat))?;
+                }
             }
-            if self.wait_for_stop(backoff)? {
-                return Ok(());
-            }
-            backoff = (backoff * 2).min(self.config.reconnect_max);
         }
     }
 
-    /// One connection: READY, then requests, replies and heartbeats until the broker goes silent,
-    /// says DISCONNECT, or the user stops. Also says whether the broker was heard at all.
-    fn session(&self) -> Result<(End, bool)> {
+    /// The keeper thread: heartbeats, expiry and reconnection while no user thread waits in
+    /// `recv` (when one does, it does the same, and the keeper waits for the lock).
+    fn keep(&self) {
+        loop {
+            let mut session = self.session();
+            if let Err(e) = session.pump(self) {
+                session.failure = Some(e);
+                self.recv_bell.ring();
+                return;
+            }
+            let now = Instant::now();
+            let wake = match &session.state {
+                State::Stopped => return,
+                State::Connected(c) => c.next_beat.min(c.expiry),
+                State::Backoff(at) if *at > now => *at,
+                State::Backoff(_) | State::Connecting => {
+                    session.state = State::Connecting;
+                    drop(session);
+                    let connection = self.connect();
+                    self.session().install(self, connection);
+                    continue;
+                }
+            };
+            drop(session);
+            // An error here (poll failing) only makes the next beat early.
+            let _ = self.keeper_bell.wait(wake.saturating_duration_since(now));
+        }
+    }
+
+    /// A new session: connect, the co-location proof, READY. `None`: the broker did not answer.
+    fn connect(&self) -> Result<Option<Connection>> {
         let broker = self.ctx.dealer()?;
         broker.connect(&self.endpoint)?;
-        let silence = self.config.heartbeat * self.config.liveness;
+        let silence = self.silence();
         let proven = match self.config.shm.enabled {
             true => colocation::prove(&broker, &self.config.shm.dir(), silence),
             false => Proof::Refused,
         };
         if proven == Proof::NoAnswer {
-            return Ok((End::Reconnect, false));
+            return Ok(None);
         }
         let proven = proven == Proof::Proven;
         broker.send(mdp::from_worker(Command::Ready, &[self.service.as_bytes()]))?;
-        let mut expiry = Instant::now() + silence;
-        let mut next_beat = Instant::now() + self.config.heartbeat;
-        let mut heard = false;
-        loop {
-            let wait = next_beat.min(expiry).saturating_duration_since(Instant::now());
-            let readable = poll(&[&broker, &self.control], wait)?;
-            if readable[1] {
-                if let Some(end) = self.handle_user(&broker)? {
-                    return Ok((end, heard));
+        let now = Instant::now();
+        let next_beat = now + self.config.heartbeat;
+        Ok(Some(Connection { broker, proven, expiry: now + silence, next_beat, heard: false }))
+    }
+}
+
+impl Session {
+    /// Without waiting: sends replies left pending, takes what the broker sent, heartbeats when
+    /// due, and ends the connection if the broker said DISCONNECT or was silent too long. An
+    /// error stops the worker.
+    fn pump(&mut self, link: &Link) -> Result<()> {
+        let result = self.exchange(link);
+        if result.is_err() {
+            self.stop();
+        }
+        result
+    }
+
+    fn exchange(&mut self, link: &Link) -> Result<()> {
+        let State::Connected(c) = &mut self.state else { return Ok(()) };
+        for reply in std::mem::take(&mut *link.pending.lock().unwrap_or_else(|e| e.into_inner())) {
+            if reply.generation == self.generation {
+                c.broker.send(mdp::worker_reply(&reply.client, reply.body))?;
+            }
+        }
+        let mut disconnect = false;
+        while let Some(mut frames) = c.broker.try_recv()? {
+            c.expiry = Instant::now() + link.silence();
+            c.heard = true;
+            match mdp::decode_worker(&frames, &link.config.limits) {
+                Ok(ToWorker::Request { client, body }) => {
+                    let client = client.to_vec();
+                    let body = frames.drain(body).collect();
+                    let (proven, generation) = (c.proven, self.generation);
+                    self.deliveries.push_back(Delivery { client, body, proven, generation });
+                }
+                Ok(ToWorker::Heartbeat) | Err(_) => {}
+                Ok(ToWorker::Disconnect) => {
+                    disconnect = true;
+                    break;
                 }
             }
-            if readable[0] {
-                while let Some(frames) = broker.try_recv()? {
-                    expiry = Instant::now() + silence;
-                    heard = true;
-                    if let Some(end) = self.handle_broker(frames, proven)? {
-                        return Ok((end, heard));
-                    }
-                }
+        }
+        let now = Instant::now();
+        if now >= c.next_beat {
+            c.broker.send(mdp::from_worker(Command::Heartbeat, &[]))?;
+            c.next_beat = now + link.config.heartbeat;
+        }
+        if disconnect || now >= c.expiry {
+            let heard = c.heard;
+            self.end(link, heard);
+        }
+        Ok(())
+    }
+
+    /// Sends a reply now if its session is the current one (else drops it).
+    fn send_reply(&self, reply: Reply) -> Result<()> {
+        match &self.state {
+            State::Connected(c) if reply.generation == self.generation => {
+                Ok(c.broker.send(mdp::worker_reply(&reply.client, reply.body))?)
             }
-            let now = Instant::now();
-            if now >= next_beat {
-                broker.send(mdp::from_worker(Command::Heartbeat, &[]))?;
-                next_beat = now + self.config.heartbeat;
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the outcome of the keeper's [`Link::connect`].
+    fn install(&mut self, link: &Link, connection: Result<Option<Connection>>) {
+        match connection {
+            // Dropped meanwhile: leave the broker at once.
+            Ok(Some(c)) if matches!(self.state, State::Stopped) => {
+                let _ = c.broker.send(mdp::from_worker(Command::Disconnect, &[]));
             }
-            if now >= expiry {
-                return Ok((End::Reconnect, heard));
+            _ if matches!(self.state, State::Stopped) => {}
+            Ok(Some(c)) => {
+                self.generation += 1;
+                self.state = State::Connected(c);
+                link.recv_bell.ring();
+            }
+            Ok(None) => self.end(link, false),
+            Err(e) => {
+                self.stop();
+                self.failure = Some(e);
+                link.recv_bell.ring();
             }
         }
     }
 
-    fn handle_user(&self, broker: &Socket) -> Result<Option<End>> {
-        while let Some(mut frames) = self.control.try_recv()? {
-            match frames.first().map(|f| &f[..]) {
-                Some(REPLY) if frames.len() >= 2 => {
-                    let body = frames.split_off(2);
-                    broker.send(mdp::worker_reply(&frames[1], body))?;
-                }
-                _ => {
-                    broker.send(mdp::from_worker(Command::Disconnect, &[]))?;
-                    return Ok(Some(End::Stop));
-                }
-            }
+    /// Ends the connection: the keeper reconnects after the backoff, which starts over if the
+    /// broker had answered and doubles (up to its maximum) if not. Requests not yet handed out
+    /// are dropped with it (their clients retry).
+    fn end(&mut self, link: &Link, heard: bool) {
+        link.reconnects.fetch_add(1, Ordering::Relaxed);
+        if heard {
+            self.backoff = link.config.reconnect_min;
         }
-        Ok(None)
+        self.state = State::Backoff(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(link.config.reconnect_max);
+        self.deliveries.clear();
+        link.keeper_bell.ring();
     }
 
-    fn handle_broker(&self, mut frames: Vec<Frame>, proven: bool) -> Result<Option<End>> {
-        match mdp::decode_worker(&frames, &self.config.limits) {
-            Ok(ToWorker::Request { client, body }) => {
-                let client = client.to_vec();
-                let body = frames.drain(body).collect();
-                // The user's side is gone (Worker dropped): stop.
-                if self.requests.send((client, body, proven)).is_err() {
-                    return Ok(Some(End::Stop));
-                }
-                Ok(None)
-            }
-            Ok(ToWorker::Heartbeat) | Err(_) => Ok(None),
-            Ok(ToWorker::Disconnect) => Ok(Some(End::Reconnect)),
-        }
+    fn stop(&mut self) {
+        self.state = State::Stopped;
+        self.deliveries.clear();
+    }
+}
+
+/// Wakes a thread waiting in [`poll`]: the read end of a socket pair is readable once rung, until
+/// cleared (so a ring before the wait is not lost).
+struct Bell {
+    read: UnixStream,
+    write: UnixStream,
+}
+
+impl Bell {
+    fn new() -> std::io::Result<Bell> {
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        Ok(Bell { read, write })
     }
 
-    /// Waits `delay`, answering only a stop; true if stopped. Replies meanwhile are dropped: the
-    /// broker forgot this worker, and the clients retry.
-    fn wait_for_stop(&self, delay: Duration) -> Result<bool> {
-        let deadline = Instant::now() + delay;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            if self.control.wait_readable(left)? {
-                while let Some(frames) = self.control.try_recv()? {
-                    if frames.first().map(|f| &f[..]) != Some(REPLY) {
-                        return Ok(true);
-                    }
-                }
-            }
+    fn ring(&self) {
+        // A full buffer (WouldBlock) means it is rung already.
+        let _ = (&self.write).write(&[1]);
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    fn clear(&self) {
+        let mut buf = [0; 64];
+        while matches!((&self.read).read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// Waits up to `timeout` for a ring, and clears it.
+    fn wait(&self, timeout: Duration) -> Result<()> {
+        if poll(&[], &[self.fd()], timeout)?[0] {
+            self.clear();
         }
+        Ok(())
     }
 }

@@ -138,3 +138,47 @@ fn malformed_messages_are_dropped_counted_and_disturb_nothing() {
     let reply = client(&ep, 5 * SECOND, 1).request("echo", &[Part::bytes("still fine")]).unwrap();
     assert_eq!(text(&reply[1]), "still fine");
 }
+
+#[test]
+fn replies_from_another_thread_go_out_while_the_worker_waits_in_recv() {
+    use shmpool_farm::{Request, ShmConfig, Worker, WorkerConfig};
+    use std::time::Instant;
+    let dir = TempDir::new("threads");
+    let ep = dir.endpoint("broker");
+    let _broker = broker(&ep, &[]);
+    // Heartbeats every 5 s: a reply left waiting until the receiving thread's next beat would
+    // take seconds.
+    let shm = ShmConfig { enabled: false, ..ShmConfig::default() };
+    let config = WorkerConfig { heartbeat: 5 * SECOND, shm, ..WorkerConfig::default() };
+    let worker = Worker::connect(&ep, "echo", config).unwrap();
+    wait_status(&ep, 10 * SECOND, "the worker", |s| workers_of(s, "echo") == 1);
+    let (tx, rx) = std::sync::mpsc::channel::<Request>();
+    std::thread::scope(|scope| {
+        // Receives and hands requests over, then waits in `recv` again at once, until "stop".
+        let worker = &worker;
+        scope.spawn(move || loop {
+            let request = worker.recv(Some(10 * SECOND)).unwrap().expect("a request within 10 s");
+            let stop = request.parts()[0].data() == b"stop";
+            tx.send(request).unwrap();
+            if stop {
+                break;
+            }
+        });
+        // Replies once the receiving thread surely waits in `recv` again.
+        scope.spawn(move || {
+            for request in rx {
+                std::thread::sleep(Duration::from_millis(20));
+                let echo: Vec<Part> = request.parts().iter().map(|p| Part::bytes(p.data())).collect();
+                request.reply(&echo).unwrap();
+            }
+        });
+        let mut client = client(&ep, 5 * SECOND, 1);
+        for i in 0..20u8 {
+            let started = Instant::now();
+            let reply = client.request("echo", &[Part::bytes(vec![i])]).unwrap();
+            assert_eq!(reply[0].data(), [i]);
+            assert!(started.elapsed() < SECOND, "request {i} took {:?}", started.elapsed());
+        }
+        client.request("echo", &[Part::bytes("stop")]).unwrap();
+    });
+}

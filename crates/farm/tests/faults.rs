@@ -94,3 +94,22 @@ fn a_worker_without_broker_reconnects_with_exponential_backoff() {
     // constant 50 ms would take 610 ms).
     assert!(started.elapsed() >= Duration::from_millis(1800), "backoff not growing: {:?}", started.elapsed());
 }
+
+#[test]
+fn a_worker_busy_longer_than_the_heartbeat_window_stays_registered_and_answers() {
+    let dir = TempDir::new("busy");
+    let ep = dir.endpoint("broker");
+    let _broker = broker(&ep, FAST);
+    // 2 s on the request: more than three times the broker's window (3 × 200 ms), during which
+    // only the worker's background thread heartbeats.
+    let _busy = worker(&ep, "echo", "busy", &["--heartbeat-ms", "200", "--delay-ms", "2000"]);
+    wait_status(&ep, 10 * SECOND, "the worker", |s| workers_of(s, "echo") == 1);
+    let started = Instant::now();
+    // One attempt: the reply of a worker the broker dropped as dead would be refused, and the
+    // client would time out.
+    let reply = client(&ep, 10 * SECOND, 1).request("echo", &[Part::bytes("long job")]).expect("answered");
+    assert_eq!((text(&reply[0]), text(&reply[1])), ("busy".to_string(), "long job".to_string()));
+    assert!(started.elapsed() >= 2 * SECOND, "not busy: {:?}", started.elapsed());
+    let s = status(&ep);
+    assert_eq!((s["counters"]["expired_workers"].as_u64(), workers_of(&s, "echo")), (Some(0), 1), "{s}");
+}
