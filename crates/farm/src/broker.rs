@@ -347,7 +347,7 @@ impl State {
         let shared = shm::has_descriptors(&body);
         if shared && self.verifier.site(&client).is_none() {
             self.count_bad("foreign-descriptor");
-            let reason = "descriptors from a peer that did not prove it shares this host";
+            let reason = "descriptors from a peer that did not prove which host it is on";
             return socket
                 .send(mdp::client_reply(&client, &service, mdp::error_body("403", reason)))
                 .map_err(Into::into);
