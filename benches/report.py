@@ -3,8 +3,8 @@
 Usage: python benches/report.py RESULTS_DIR [--measure-seconds S]
 RESULTS_DIR holds machine.json, ipc.json (shmpool bench --compare --json), gst.jsonl, python.txt
 (handoff.py --json output), async_rust.json and async_python.json (examples/async_handoff.rs and
-bindings/python/benches/async_handoff.py --json), store.json (store_latency.py --json); criterion's
-estimates are read from target/criterion.
+bindings/python/benches/async_handoff.py --json), store.json (store_latency.py --json) and farm.txt
+(crates/farm/bench/run.sh, tcp then ipc); criterion's estimates are read from target/criterion.
 """
 
 from __future__ import annotations
@@ -318,6 +318,63 @@ def store_table(rows: list) -> list[str]:
     return md + [""]
 
 
+FARM_SYSTEMS = {
+    "shm": "shmpool farm",
+    "bytes": "shmpool farm, shared memory off",
+    "pyzmq": "pyzmq Paranoid Pirate (copy=False)",
+}
+
+
+def farm_medians(text: str) -> dict:
+    """crates/farm/bench/run.sh output (a `transport:` line, then markdown rows per round) →
+    {(transport, system, workers): (events/s, p50 ms, p99 ms, CPU ms/event)}, medians of the rounds."""
+    rounds: dict = {}
+    transport = "tcp"
+    for line in text.splitlines():
+        if line.startswith("transport:"):
+            transport = line.split(";")[0].split(":")[1].strip()
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[1].isdigit():
+            rounds.setdefault((transport, cells[0], int(cells[1])), []).append([float(c) for c in cells[2:]])
+    return {k: tuple(statistics.median(col) for col in zip(*v)) for k, v in rounds.items()}
+
+
+def farm_table(m: dict) -> list[str]:
+    """The farm rows as markdown: events/s of the three systems and the ratios."""
+    md = [
+        "## Worker farm: SSNet events through a broker",
+        "",
+        "crates/farm/bench/run.sh: one client sends events of 3 planes of (1, 1, 512, 512) float32 plus names "
+        "and metadata strings; the worker returns one plane. shmpool's broker, workers and client (shared memory: "
+        "descriptors cross ZeroMQ, the arrays stay in pools; and with shared memory off) against a Paranoid Pirate "
+        "broker written with pyzmq sending arrays as `copy=False` frames (the SSNet way), on this host, the same "
+        "transport for both. Events/s of the one client (1 / mean round trip), medians of the interleaved rounds; "
+        "CPU per event of all processes. Across two hosts: crates/farm/README.md (needs root).",
+        "",
+        "| transport | workers | shmpool, shared memory | shmpool, bytes | pyzmq | shared ÷ pyzmq | bytes ÷ pyzmq "
+        "| p50 shared / pyzmq | CPU per event shared / pyzmq |",
+        "|---|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for transport, system, workers in sorted(k for k in m if k[1] == FARM_SYSTEMS["shm"]):
+        shm, by, pz = (m.get((transport, FARM_SYSTEMS[s], workers)) for s in ("shm", "bytes", "pyzmq"))
+        if not (shm and by and pz):
+            continue
+        md.append(
+            f"| {transport} | {workers} | {shm[0]:.0f}/s | {by[0]:.0f}/s | {pz[0]:.0f}/s | {shm[0] / pz[0]:.1f} × "
+            f"| {by[0] / pz[0]:.2f} × | {shm[1]:.2f} / {pz[1]:.2f} ms | {shm[3]:.2f} / {pz[3]:.2f} ms |"
+        )
+    return md + [""]
+
+
+def farm_ratios(m: dict) -> list[float]:
+    """Shared memory ÷ pyzmq events/s for every transport and worker count."""
+    return [
+        v[0] / m[(t, FARM_SYSTEMS["pyzmq"], w)][0]
+        for (t, s, w), v in m.items()
+        if s == FARM_SYSTEMS["shm"] and (t, FARM_SYSTEMS["pyzmq"], w) in m
+    ]
+
+
 # The event loops' own cost (rows of async_rust.json / async_python.json that are no pool size).
 BASELINES = {"socket": "baseline: Unix socket, 8 B", "pipe": "baseline: pipe, 8 B"}
 
@@ -445,6 +502,14 @@ def main() -> None:
         f"| no stall in {p2['runs']} repeated runs (2 consumers) | shmpool: {p2['stalls']} stalls of {p2['runs']}; "
         f"shmsink: {s2['stalls']} of {s2['runs']} | {verdict(p2['stalls'] == 0)} |"
     )
+    farm_file = res / "farm.txt"
+    farm = farm_medians(farm_file.read_text()) if farm_file.exists() else {}
+    if farm:
+        fr = farm_ratios(farm)
+        md.append(
+            f"| worker farm, one host: shared memory ≥ 10 × the pyzmq Paranoid Pirate broker's events/s (medians) | "
+            f"{min(fr):.1f}–{max(fr):.1f} × | {verdict(min(fr) >= 10)} |"
+        )
     if py:
         q, s = py["mp.Queue"], py["shmpool (in place)"]
         lat_x = q["latency"]["p50_us"] / s["latency"]["p50_us"]
@@ -535,6 +600,8 @@ def main() -> None:
     store = res / "store.json"
     if store.exists():
         md += store_table(json.loads(store.read_text()))
+    if farm:
+        md += farm_table(farm)
     if crit:
         md += [
             "## In-process micro-benchmarks (criterion, benches/exchange.rs)",

@@ -20,8 +20,10 @@
 #      64 B and 8 MiB (examples/async_handoff.rs, bindings/python/benches/async_handoff.py)
 #   7. named variables: publish -> reader latency of shmpool.Store vs a .npy file in /dev/shm and
 #      multiprocessing.shared_memory + a lock, 64 B / 8 MiB / 64 MiB, one version per 40 ms
+#   8. the worker farm: SSNet events (3 x 1 MiB planes) through the shmpool broker vs a pyzmq
+#      Paranoid Pirate broker, 1/2/4 workers, tcp and ipc (crates/farm/bench/run.sh)
 # and regenerates benches/RESULTS.md and benches/*.png (benches/report.py). Raw results stay in
-# target/bench-results/. --quick: under 3 minutes once built; the full run: about 8 (2 vCPUs).
+# target/bench-results/. --quick: under 4 minutes once built; the full run: about 12 (2 vCPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +31,7 @@ QUICK=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +51,7 @@ cargo build --release --locked --quiet -p shmpool-cli --features iceoryx2-bench 
 cargo build --release --locked --quiet -p shmpool --features tokio --example async_handoff
 make -s build/c/gst_to_pool build/c/pool_to_gst build/c/shmsink_bench >/dev/null
 cargo build --release --locked --quiet -p gst-plugin-shmpool --lib --example vs_shmsink
+cargo build --release --locked --quiet -p shmpool-farm --bins
 (cd bindings/python && VIRTUAL_ENV="$PWD/../../.venv" PATH="$PWD/../../.venv/bin:$PATH" \
   maturin develop --release --locked --quiet)
 SHMPOOL=target/release/shmpool
@@ -62,17 +65,17 @@ build_done=$(date +%s)
   echo " \"load_before\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 } >"$OUT/machine.json"
 
-step "1/7 criterion micro-benchmarks (benches/exchange.rs)"
+step "1/8 criterion micro-benchmarks (benches/exchange.rs)"
 rm -rf target/criterion
 if [ $QUICK = 1 ]; then export SHMPOOL_BENCH_QUICK=1; fi
 cargo bench --locked --quiet -p shmpool --bench exchange -- --noplot 2>&1 | grep -E "time:" | sed 's/^/  /' || true
 unset SHMPOOL_BENCH_QUICK
 
-step "2/7 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"
+step "2/8 two processes: shmpool vs futex, pipe, Unix socket, TCP, iceoryx2"
 quick_flag=(); [ $QUICK = 1 ] && quick_flag=(--quick)
 "$SHMPOOL" bench --compare --rounds 3 --json "${quick_flag[@]}" >"$OUT/ipc.json" 2> >(tee "$OUT/ipc.log" >&2)
 
-step "3/7 GStreamer 1080p RGB: gst_to_pool -> pool_to_gst vs shmsink -> shmsrc"
+step "3/8 GStreamer 1080p RGB: gst_to_pool -> pool_to_gst vs shmsink -> shmsrc"
 REPS=20; FRAMES=600
 [ $QUICK = 1 ] && { REPS=3; FRAMES=300; }
 PATTERN=black  # a cheap source, so that the transports, not videotestsrc's drawing, set the pace
@@ -151,12 +154,12 @@ elements --reps "$([ $QUICK = 1 ] && echo 1 || echo 3)" --cases pool,copy --cons
 sed -n '/^medians/,$p' "$OUT/gst-elements.txt" | sed 's/^/  /'
 rm -rf "$GST_PLUGIN_DIR"
 
-step "4/7 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
+step "4/8 Python: 8 MiB ndarray handoff (bindings/python/benches/handoff.py)"
 py_args=(--json); [ $QUICK = 1 ] && py_args+=(--frames 100 --queue-frames 20)
 "$PY" bindings/python/benches/handoff.py "${py_args[@]}" >"$OUT/python.txt"
 sed -n '1,/^{/p' "$OUT/python.txt" | sed '$d' | sed 's/^/  /'
 
-step "5/7 host/worker: NerfBaselines' frame (bindings/python/benches/nerfbaselines_echo.py)"
+step "5/8 host/worker: NerfBaselines' frame (bindings/python/benches/nerfbaselines_echo.py)"
 NB_VENV=target/nerfbaselines-venv
 [ -x "$NB_VENV/bin/python" ] || python3 -m venv "$NB_VENV"
 "$NB_VENV/bin/python" -c "import nerfbaselines, numpy" 2>/dev/null ||
@@ -165,14 +168,20 @@ nb_rounds=50; [ $QUICK = 1 ] && nb_rounds=15
 "$PY" bindings/python/benches/nerfbaselines_echo.py --nerfbaselines-python "$NB_VENV/bin/python" \
   --rounds "$nb_rounds" --json "$OUT/nerfbaselines.json" 2>/dev/null | tee "$OUT/nerfbaselines.txt" | sed 's/^/  /'
 
-step "6/7 event loops: one-way hand-off, tokio and asyncio vs blocking recv"
+step "6/8 event loops: one-way hand-off, tokio and asyncio vs blocking recv"
 async_args=(); [ $QUICK = 1 ] && async_args=(--messages 300 --rounds 3)
 target/release/examples/async_handoff "${async_args[@]}" --json "$OUT/async_rust.json" | sed 's/^/  /'
 "$PY" bindings/python/benches/async_handoff.py "${async_args[@]}" --json "$OUT/async_python.json" | sed 's/^/  /'
 
-step "7/7 named variables: publish -> reader latency (bindings/python/benches/store_latency.py)"
+step "7/8 named variables: publish -> reader latency (bindings/python/benches/store_latency.py)"
 store_args=(--json); [ $QUICK = 1 ] && store_args+=(--quick)
 "$PY" bindings/python/benches/store_latency.py "${store_args[@]}" >"$OUT/store.json"
+
+step "8/8 worker farm: SSNet events, shmpool broker vs pyzmq Paranoid Pirate (crates/farm/bench/run.sh)"
+farm_args=(500 3); [ $QUICK = 1 ] && farm_args=(200 1)
+for transport in tcp ipc; do
+  TRANSPORT=$transport PYTHON="$PY" crates/farm/bench/run.sh "${farm_args[@]}" | tee -a "$OUT/farm.txt" | sed 's/^/  /'
+done
 
 step "report"
 measure_s=$(($(date +%s) - build_done))
