@@ -10,13 +10,14 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyString};
 use shmpool::{DType, MAX_DIMS};
 use shmpool_farm::part::array_bytes;
 use shmpool_farm::{Client, ClientConfig, Part, Replier, ShmConfig, Worker, WorkerConfig};
 use std::ffi::c_int;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 impl PyErrorClass for shmpool_farm::Error {
@@ -200,6 +201,15 @@ pub struct FarmClient {
     inner: Mutex<Client>,
 }
 
+impl FarmClient {
+    /// The client, locked with the GIL released while waiting for it: a thread may hold the lock
+    /// while it waits for the GIL (here, after locking), so none may wait for the lock while
+    /// holding the GIL. (`request` also locks it with the GIL released throughout.)
+    fn client(&self, py: Python<'_>) -> MutexGuard<'_, Client> {
+        self.inner.lock_py_attached(py).unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[pymethods]
 impl FarmClient {
     #[new]
@@ -221,11 +231,9 @@ impl FarmClient {
     /// Sends `parts` to `service`; returns the reply's parts. Raises `TimeoutError` when no
     /// attempt got a reply, `shmpool.FarmError` when the broker refused the request.
     fn request(&self, py: Python<'_>, service: &str, parts: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
-        // Arrays are copied straight into slots when the broker is co-located. The client is
-        // locked with the GIL held only here, never waiting for the GIL while locked (below, the
-        // lock is taken and released without the GIL): no deadlock with other threads.
+        // Arrays are copied straight into slots when the broker is co-located.
         let lent = {
-            let mut client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut client = self.client(py);
             to_parts(py, parts, &mut |dtype, shape| client.array(dtype, shape))?
         };
         let reply = py.detach(|| {
@@ -246,7 +254,7 @@ impl FarmClient {
         if shape.len() > MAX_DIMS || array_bytes(dtype, &shape).is_none_or(|n| n > isize::MAX as usize) {
             return Err(invalid(format!("an array of {dtype:?} and shape {shape:?} cannot be made")));
         }
-        let mut part = self.inner.lock().unwrap_or_else(|e| e.into_inner()).array(dtype, &shape);
+        let mut part = self.client(py).array(dtype, &shape);
         let data = part.data_mut().ok_or_else(|| invalid("a new array part is not writable"))?;
         let (ptr, len) = (data.as_mut_ptr() as usize, data.len());
         let owner = Bound::new(py, FarmArray { part: Mutex::new(Some(part)), ptr, len })?;
@@ -257,8 +265,8 @@ impl FarmClient {
     /// `shared_reply_parts`, `inline_reply_parts`, `replies_resent_inline` (replies),
     /// `slots_held` (slots of the client's pool held by arrays from `array` still alive) and
     /// `reply_slots_held` (slots of the reply pool held by reply arrays still alive).
-    fn stats(&self) -> std::collections::HashMap<&'static str, u64> {
-        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+    fn stats(&self, py: Python<'_>) -> std::collections::HashMap<&'static str, u64> {
+        let client = self.client(py);
         let s = client.stats();
         let held = |pool: Option<&shmpool::Pool>| pool.map(|p| p.stats()).map_or(0, |p| u64::from(p.slots - p.free));
         [
@@ -277,16 +285,14 @@ impl FarmClient {
 
     /// `(address, size)` of the client's own pool, where `array` places arrays and request
     /// arrays are copied; `None` before the first co-located request.
-    fn pool_mapping(&self) -> Option<(usize, usize)> {
-        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        client.pool().map(|p| p.mapping()).map(|(base, size)| (base as usize, size))
+    fn pool_mapping(&self, py: Python<'_>) -> Option<(usize, usize)> {
+        self.client(py).pool().map(|p| p.mapping()).map(|(base, size)| (base as usize, size))
     }
 
     /// `(address, size)` of this process's read-only mapping of the reply pool, where reply
     /// arrays of co-located workers lie; `None` before the first co-located request.
-    fn reply_pool_mapping(&self) -> Option<(usize, usize)> {
-        let client = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        client.reply_pool().map(|p| p.read_mapping()).map(|(base, size)| (base as usize, size))
+    fn reply_pool_mapping(&self, py: Python<'_>) -> Option<(usize, usize)> {
+        self.client(py).reply_pool().map(|p| p.read_mapping()).map(|(base, size)| (base as usize, size))
     }
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -164,6 +165,41 @@ def test_client_array_is_filled_in_a_slot_and_sent_without_a_copy(rust_echo):
     assert plain.pool_mapping() is None
     with pytest.raises(shmpool.InvalidArgument):
         plain.array("float32", [1 << 40, 1 << 40])
+
+
+SHARED_CLIENT = """
+import sys, threading
+from shmpool.farm import Client
+client = Client(sys.argv[1], shm_dir=sys.argv[2])
+errors = []
+
+def use(i):
+    try:
+        for event in range(50):
+            plane = client.array("float32", (64, 64))
+            plane[...] = i * 1000 + event
+            _, back, _ = client.request("echo", [plane])
+            assert back[0, 0] == i * 1000 + event
+            assert client.stats()["slots_held"] >= 1 and client.pool_mapping() is not None
+    except Exception as e:
+        errors.append(e)
+
+threads = [threading.Thread(target=use, args=(i,)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors
+"""
+
+
+def test_one_client_shared_by_threads_neither_deadlocks_nor_mixes_replies(rust_echo):
+    endpoint, shm_dir = rust_echo
+    # In a child process: a deadlock (a thread holding the GIL waiting for the client's lock)
+    # would stop this interpreter too; the child is killed at the deadline instead.
+    out = subprocess.run([sys.executable, "-c", SHARED_CLIENT, endpoint, str(shm_dir)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
 
 
 def test_a_request_nobody_serves_raises_farm_error(broker):
