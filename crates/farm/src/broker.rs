@@ -323,14 +323,15 @@ impl State {
             return Ok(body);
         }
         let descriptors = body.iter().filter(|f| f.starts_with(DESC_MAGIC)).count() as u64;
+        let off_host = self.verifier.site(from) != Some(&Site::Broker);
         if self.verifier.same_site(from, to) {
             self.counters.descriptors_forwarded += descriptors;
-            if self.verifier.site(from) != Some(&Site::Broker) {
+            if off_host {
                 self.counters.descriptors_forwarded_off_host += descriptors;
             }
             return Ok(body);
         }
-        if self.verifier.site(from) != Some(&Site::Broker) && descriptors > 0 {
+        if off_host && descriptors > 0 {
             self.counters.descriptors_refused += 1;
             return Err(("409", "no idle worker shares the sender's host: send the bytes".into()));
         }

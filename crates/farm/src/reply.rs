@@ -13,15 +13,13 @@
 //! fill the pool sends bytes; a client that cannot find a slot its REPLY names sends the request
 //! again asking for bytes ([`crate::ClientStats::replies_resent_inline`]): no reply is lost.
 //!
-//! The broker never lets a reply-to frame reach a worker that did not prove co-location (it is
-//! removed) and refuses one from a client that did not.
+//! The broker never lets a reply-to frame reach a worker of another host than the client's (it
+//! is removed) and refuses one from a client that proved no host.
 
 use crate::part::{Array, Part, Payload};
-use crate::shm::{Descriptor, ShmConfig, DESC_MAGIC, POOL_PREFIX};
+use crate::shm::{own_pool, Descriptor, PoolCache, ShmConfig, DESC_MAGIC, POOL_PREFIX};
 use crate::transport::Frame;
-use shmpool::{Config, Consumer, Mode, Pool, Producer};
-use std::collections::HashMap;
-use std::path::PathBuf;
+use shmpool::{Consumer, Pool, Producer};
 use std::time::{Duration, Instant};
 
 /// First bytes of a reply-to frame.
@@ -85,14 +83,8 @@ impl ReplyInbox {
     /// The reply-to frame of `attempt`, creating the pool if needed (`None` if it cannot be).
     pub fn reply_to(&mut self, attempt: u64) -> Option<Frame> {
         if self.pool.is_none() {
-            let name = format!("{POOL_PREFIX}{}-{}-r", std::process::id(), crate::colocation::random_hex(6).ok()?);
-            // 0644: co-located workers of other users cannot write into it and send bytes.
-            let config = Config::new(self.config.slots, self.config.slot_size)
-                .mode(Mode::WorkQueue)
-                .meta_bytes(SLOT_META)
-                .directory(self.config.dir())
-                .permissions(0o644);
-            let pool = Pool::create(&name, &config).ok()?;
+            // Co-located workers of other users cannot write into it (0644) and send bytes.
+            let pool = own_pool(&self.config, "-r", |c| c.meta_bytes(SLOT_META))?;
             let consumer = pool.consumer().ok()?;
             self.pool = Some((pool, consumer));
         }
@@ -180,20 +172,17 @@ impl ReplyInbox {
     }
 }
 
-/// The worker's side: the clients' reply pools it opened as a producer (a bounded cache).
+/// The worker's side: the clients' reply pools it opened as a producer.
 pub struct ReplyOutbox {
     config: ShmConfig,
-    dir: PathBuf,
-    pools: HashMap<String, (Pool, Producer)>,
+    pools: PoolCache<Producer>,
 }
-
-/// Most clients' reply pools a worker keeps open.
-const MAX_OPEN_POOLS: usize = 64;
 
 impl ReplyOutbox {
     pub fn new(config: ShmConfig) -> ReplyOutbox {
-        let dir = config.dir();
-        ReplyOutbox { config, dir, pools: HashMap::new() }
+        // A reply pool is worth keeping while its creator, the client, lives.
+        let pools = PoolCache::new(config.dir(), |pool| pool.stats().creator_alive);
+        ReplyOutbox { config, pools }
     }
 
     /// Writes `array` (part `index` of the reply) into a slot of the client's pool and publishes
@@ -204,16 +193,7 @@ impl ReplyOutbox {
         if !self.config.enabled || len < self.config.threshold {
             return None;
         }
-        if !self.pools.contains_key(&to.pool) {
-            let pool = Pool::open_in(&to.pool, Some(&self.dir)).ok()?;
-            let producer = pool.producer().ok()?;
-            self.prune();
-            if self.pools.len() >= MAX_OPEN_POOLS {
-                self.pools.clear();
-            }
-            self.pools.insert(to.pool.clone(), (pool, producer));
-        }
-        let (pool, producer) = self.pools.get(&to.pool)?;
+        let (pool, producer) = self.pools.get(&to.pool, |pool| pool.producer().map_err(|e| e.to_string())).ok()?;
         if len > pool.slot_size() {
             return None;
         }
@@ -233,19 +213,6 @@ impl ReplyOutbox {
         };
         slot.publish().ok()?;
         Some(descriptor.encode())
-    }
-
-    /// Forgets the pools of clients that are gone (their creator died): a client killed before
-    /// it could unlink its pool leaves the name behind, which is removed here (names are the
-    /// client's own: `farm-<pid>-<random>-r`).
-    fn prune(&mut self) {
-        self.pools.retain(|_, (pool, _)| {
-            let alive = pool.stats().creator_alive;
-            if !alive {
-                let _ = std::fs::remove_file(pool.path());
-            }
-            alive
-        });
     }
 }
 

@@ -170,12 +170,7 @@ impl Outbox {
     /// The producer of this sender's pool, created at the first use.
     fn producer(&mut self) -> Option<&Producer> {
         if self.producer.is_none() {
-            let name = format!("{POOL_PREFIX}{}-{}", std::process::id(), crate::colocation::random_hex(6).ok()?);
-            let config = Config::new(self.config.slots, self.config.slot_size)
-                .mode(Mode::WorkQueue)
-                .directory(self.config.dir())
-                .permissions(0o644);
-            let pool = Pool::create(&name, &config).ok()?;
+            let pool = own_pool(&self.config, "", |c| c)?;
             let producer = pool.producer().ok()?;
             self.producer = Some((pool, producer));
         }
@@ -188,18 +183,69 @@ impl Outbox {
     }
 }
 
-/// The receiver's side: the senders' pools it opened (a bounded cache).
-pub struct Inbox {
-    dir: PathBuf,
-    pools: HashMap<String, Pool>,
+/// A new pool of this peer's own, for peers of its host to read: `farm-<pid>-<random><suffix>`
+/// (peers recognise such names, and unlink those of dead owners), work-queue mode, mode 0644
+/// (co-located peers of other users may read it, not write it), `tune` for the rest.
+pub fn own_pool(config: &ShmConfig, suffix: &str, tune: impl FnOnce(Config) -> Config) -> Option<Pool> {
+    let name = format!("{POOL_PREFIX}{}-{}{suffix}", std::process::id(), crate::colocation::random_hex(6).ok()?);
+    let base = Config::new(config.slots, config.slot_size).mode(Mode::WorkQueue).directory(config.dir());
+    Pool::create(&name, &tune(base).permissions(0o644)).ok()
 }
 
-/// Most senders' pools a receiver keeps open.
+/// Pools of other peers opened by name, each with what this peer uses it through (a bounded
+/// cache): a miss first forgets the pools whose owner `alive` says is gone, and unlinks the name
+/// such an owner, killed before it could, left behind (names are the owners' own: `farm-…`).
+pub struct PoolCache<T> {
+    dir: PathBuf,
+    alive: fn(&Pool) -> bool,
+    pools: HashMap<String, (Pool, T)>,
+}
+
+/// Most peers' pools a peer keeps open (mappings in use stay alive through their payloads).
 const MAX_OPEN_POOLS: usize = 64;
+
+impl<T> PoolCache<T> {
+    pub fn new(dir: PathBuf, alive: fn(&Pool) -> bool) -> Self {
+        PoolCache { dir, alive, pools: HashMap::new() }
+    }
+
+    /// The pool `name` and its companion, opened (then `attach`ed) on a miss.
+    pub fn get(&mut self, name: &str, attach: impl FnOnce(&Pool) -> Result<T, String>) -> Result<&(Pool, T), String> {
+        if !self.pools.contains_key(name) {
+            let pool = Pool::open_in(name, Some(&self.dir)).map_err(|e| format!("pool {name}: {e}"))?;
+            let with = attach(&pool)?;
+            self.prune();
+            if self.pools.len() >= MAX_OPEN_POOLS {
+                self.pools.clear();
+            }
+            self.pools.insert(name.to_string(), (pool, with));
+        }
+        self.pools.get(name).ok_or_else(|| format!("pool {name}: not cached"))
+    }
+
+    fn prune(&mut self) {
+        let alive = self.alive;
+        self.pools.retain(|_, (pool, _)| {
+            let alive = alive(pool);
+            if !alive {
+                let _ = std::fs::remove_file(pool.path());
+            }
+            alive
+        });
+    }
+}
+
+/// The receiver's side: the senders' pools it opened.
+pub struct Inbox {
+    pools: PoolCache<()>,
+}
 
 impl Inbox {
     pub fn new(dir: PathBuf) -> Inbox {
-        Inbox { dir, pools: HashMap::new() }
+        // A sender's pool is worth keeping while it has a live producer (its mapping would keep the
+        // memory otherwise).
+        let alive = |pool: &Pool| pool.stats().peers.iter().any(|p| p.role == shmpool::Role::Producer && p.alive);
+        Inbox { pools: PoolCache::new(dir, alive) }
     }
 
     /// Maps the part a descriptor frame names: an array whose data is read in place.
@@ -208,37 +254,13 @@ impl Inbox {
         if !d.pool.starts_with(POOL_PREFIX) {
             return Err(format!("a descriptor names pool {:?}, not a farm sender's", d.pool));
         }
-        let pool = match self.pools.get(&d.pool) {
-            Some(pool) => pool.clone(),
-            None => {
-                let pool = Pool::open_in(&d.pool, Some(&self.dir)).map_err(|e| format!("pool {}: {e}", d.pool))?;
-                self.prune();
-                if self.pools.len() >= MAX_OPEN_POOLS {
-                    self.pools.clear(); // mappings in use stay alive through their payloads
-                }
-                self.pools.insert(d.pool.clone(), pool.clone());
-                pool
-            }
-        };
+        let pool = self.pools.get(&d.pool, |_| Ok(()))?.0.clone();
         pool.slot_region(d.slot, d.offset, d.len).map_err(|e| format!("pool {}: {e}", d.pool))?;
         Ok(Part::Array(Array {
             dtype: d.dtype,
             shape: d.shape,
             data: Payload::Shared { pool, slot: d.slot, offset: d.offset, len: d.len },
         }))
-    }
-
-    /// Forgets the pools of senders that are gone (no live producer): their mappings would keep
-    /// the memory, and a sender killed before it could unlink its pool leaves the name behind,
-    /// which is removed here (names are the sender's own: `farm-<pid>-<random>`).
-    fn prune(&mut self) {
-        self.pools.retain(|_, pool| {
-            let alive = pool.stats().peers.iter().any(|p| p.role == shmpool::Role::Producer && p.alive);
-            if !alive {
-                let _ = std::fs::remove_file(pool.path());
-            }
-            alive
-        });
     }
 
     /// The array frame (inline bytes) a descriptor frame stands for: the copy made on a hop to a
@@ -267,7 +289,7 @@ mod tests {
         let mut second = Outbox::new(config);
         let placed = second.place(&array(2)).unwrap();
         assert_eq!(inbox.map(&placed.descriptor).unwrap().data(), &[2; 8192][..]);
-        assert_eq!(inbox.pools.len(), 1, "the first sender's pool is still cached");
+        assert_eq!(inbox.pools.pools.len(), 1, "the first sender's pool is still cached");
         // Another application's pool in the same directory is out of reach.
         let other = Pool::create("not-farm", &Config::new(1, 4096).directory(&dir)).unwrap();
         let d = Descriptor { dtype: DType::U8, shape: vec![8], slot: 0, offset: 0, len: 8, pool: other.name().into() };
