@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyString};
 use shmpool::{DType, MAX_DIMS};
-use shmpool_farm::part::array_bytes;
+use shmpool_farm::part::{array_bytes, Array, Payload};
 use shmpool_farm::{Client, ClientConfig, Part, Replier, ShmConfig, Worker, WorkerConfig};
 use std::ffi::c_int;
 use std::path::PathBuf;
@@ -78,6 +78,21 @@ fn to_parts(py: Python<'_>, parts: &Bound<'_, PyAny>, alloc: &mut dyn FnMut(DTyp
 struct Lent {
     parts: Vec<Part>,
     owners: Vec<(usize, Py<FarmArray>)>,
+}
+
+impl Lent {
+    /// The parts, to be given away (a reply publishes its slots): a lent one is copied, as its
+    /// `FarmArray` keeps its slot.
+    fn give_away(&mut self) -> Vec<Part> {
+        (0..self.parts.len())
+            .map(|i| match &self.parts[i] {
+                Part::Array(a) if self.owners.iter().any(|(lent, _)| *lent == i) => {
+                    Part::Array(Array { dtype: a.dtype, shape: a.shape.clone(), data: Payload::Owned(a.data.to_vec()) })
+                }
+                _ => std::mem::replace(&mut self.parts[i], Part::bytes(Vec::new())),
+            })
+            .collect()
+    }
 }
 
 impl Drop for Lent {
@@ -262,7 +277,8 @@ impl FarmClient {
     }
 
     /// How parts travelled: `shared_parts`, `inline_parts`, `resent_inline` (requests), then
-    /// `shared_reply_parts`, `inline_reply_parts`, `replies_resent_inline` (replies),
+    /// `shared_replies` (replies delivered whole in the reply pool), `shared_reply_parts`,
+    /// `inline_reply_parts`, `replies_resent_inline` (replies),
     /// `slots_held` (slots of the client's pool held by arrays from `array` still alive) and
     /// `reply_slots_held` (slots of the reply pool held by reply arrays still alive).
     fn stats(&self, py: Python<'_>) -> std::collections::HashMap<&'static str, u64> {
@@ -273,6 +289,7 @@ impl FarmClient {
             ("shared_parts", s.shared_parts),
             ("inline_parts", s.inline_parts),
             ("resent_inline", s.resent_inline),
+            ("shared_replies", s.shared_replies),
             ("shared_reply_parts", s.shared_reply_parts),
             ("inline_reply_parts", s.inline_reply_parts),
             ("replies_resent_inline", s.replies_resent_inline),
@@ -398,12 +415,19 @@ impl FarmRequest {
         self.shared.clone()
     }
 
-    /// Answers the client with `parts` (once).
+    /// Answers the client with `parts` (once). Arrays are copied once, straight into slots of a
+    /// co-located client's reply pool (else into their frames).
     fn reply(&self, py: Python<'_>, parts: &Bound<'_, PyAny>) -> PyResult<()> {
-        let lent = to_parts(py, parts, &mut Part::zeros)?;
-        let replier = self.replier.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let replier = replier.ok_or_else(|| PyRuntimeError::new_err("this request was already answered"))?;
-        py.detach(|| replier.reply(&lent.parts)).map_err(to_py)
+        // Locked while `to_parts` runs Python code: waits for the lock with the GIL released.
+        let mut replier = self.replier.lock_py_attached(py).unwrap_or_else(|e| e.into_inner());
+        let answered = || PyRuntimeError::new_err("this request was already answered");
+        let mut lent = {
+            let replier = replier.as_ref().ok_or_else(answered)?;
+            to_parts(py, parts, &mut |dtype, shape| replier.array(dtype, shape))?
+        };
+        let replier = replier.take().ok_or_else(answered)?;
+        let parts = lent.give_away();
+        py.detach(|| replier.reply(parts)).map_err(to_py)
     }
 }
 

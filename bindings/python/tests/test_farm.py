@@ -103,6 +103,8 @@ def test_python_worker_reads_arrays_in_place_and_no_slot_is_held(broker):
     assert result["shared_parts"] == 1000 and result["slots_held"] == 0, result
     # The Python worker's reply arrays went into the Rust client's reply pool.
     assert result["shared_reply_parts"] == 1000 and result["reply_slots_held"] == 0, result
+    # Whole, in an envelope in that pool: the REPLY through the broker only confirmed them.
+    assert result["shared_replies"] == 1000, result
 
 
 def test_python_client_gets_numpy_arrays_back_from_a_rust_worker(rust_echo):
@@ -124,6 +126,7 @@ def test_python_client_gets_numpy_arrays_back_from_a_rust_worker(rust_echo):
         assert client.stats()["reply_slots_held"] == 0
     stats = client.stats()
     assert (stats["shared_parts"], stats["shared_reply_parts"], stats["inline_reply_parts"]) == (20, 20, 80)
+    assert stats["shared_replies"] == 20, stats
 
 
 def test_client_array_is_filled_in_a_slot_and_sent_without_a_copy(rust_echo):

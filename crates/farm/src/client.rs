@@ -10,6 +10,10 @@
 //! second (then it tries descriptors again): a client whose requests go to workers of another
 //! host pays for a refusal once a second, not once a request. Reply arrays of a
 //! co-located worker arrive in the client's reply pool ([`crate::reply`]): views held until dropped.
+//! Such a worker delivers the whole reply there, and the client, waiting on its socket and on
+//! that pool at once, returns as soon as it is there, two libzmq hops before the broker's REPLY
+//! confirms it; the next request first waits for that confirmation (usually there already), so the
+//! broker has freed the worker before it routes the next request.
 //!
 //! ```no_run
 //! use shmpool_farm::{Client, ClientConfig, Part};
@@ -22,9 +26,9 @@
 use crate::colocation::{self, Proof};
 use crate::mdp::{self, Limits};
 use crate::part::Part;
-use crate::reply::ReplyInbox;
+use crate::reply::{self, ReplyInbox};
 use crate::shm::{Outbox, Placed, ShmConfig};
-use crate::transport::{Context, Frame, Socket};
+use crate::transport::{poll, Context, Frame, Socket};
 use crate::{Error, Result};
 use std::time::{Duration, Instant};
 
@@ -66,6 +70,10 @@ pub struct Client {
     /// Until when requests go inline at once: descriptors were just refused (409), most likely
     /// because no worker shares this host, and each refusal costs a round trip.
     inline_until: Option<Instant>,
+    /// The attempt whose reply came through the reply pool before its REPLY (the broker's
+    /// confirmation) did: the next request waits for it, so that the broker has freed the worker
+    /// (and routes the next request as it would without the shortcut).
+    unconfirmed: Option<u64>,
     stats: ClientStats,
 }
 
@@ -81,6 +89,8 @@ pub struct ClientStats {
     pub inline_parts: u64,
     /// Requests sent again inline because their descriptors could not be mapped where they went.
     pub resent_inline: u64,
+    /// Replies received whole through the client's reply pool (their REPLY only confirming them).
+    pub shared_replies: u64,
     /// Reply parts received as slots of the client's reply pool.
     pub shared_reply_parts: u64,
     /// Reply parts received as bytes.
@@ -106,6 +116,7 @@ impl Client {
             replies,
             attempt_id: 0,
             inline_until: None,
+            unconfirmed: None,
             stats: Default::default(),
         })
     }
@@ -187,6 +198,7 @@ impl Client {
         let mut placed: Option<Vec<Option<Placed>>> = None;
         let mut inline_only = self.refused_lately();
         let mut inline_replies = false;
+        self.await_confirmation()?;
         self.replies.drain();
         let mut attempt = 0;
         while attempt < self.config.attempts {
@@ -209,8 +221,9 @@ impl Client {
             if proven && !inline_replies {
                 frames.extend(self.replies.reply_to(self.attempt_id));
             }
+            let offered = proven && !inline_replies;
             socket.send(mdp::client_request(service.as_bytes(), frames))?;
-            match self.wait_reply(&socket, service)? {
+            match self.wait_reply(&socket, service, offered)? {
                 Some(Err(Error::Refused { code, .. })) if code == "409" && shared => {
                     // Our pool cannot be mapped where the request went: the same request again,
                     // bytes inline (and the next ones for a while).
@@ -221,11 +234,12 @@ impl Client {
                 }
                 Some(Ok(body)) => {
                     self.socket = Some((socket, proven));
-                    let inline = body.len() as u64;
-                    match self.replies.collect(body, self.attempt_id) {
+                    let delivered = reply::delivered(&body).is_some();
+                    match self.replies.collect(body, self.attempt_id, self.config.limits.max_frames) {
                         Ok((reply, shared)) => {
+                            self.stats.shared_replies += u64::from(delivered);
                             self.stats.shared_reply_parts += shared;
-                            self.stats.inline_reply_parts += inline - shared;
+                            self.stats.inline_reply_parts += reply.len() as u64 - shared;
                             return Ok(reply);
                         }
                         // A slot the reply named is not there: the same request again, bytes back.
@@ -251,14 +265,44 @@ impl Client {
         })
     }
 
-    /// Waits one attempt's time for a valid reply from `service` (its body's frames); malformed
-    /// messages are skipped.
-    fn wait_reply(&self, socket: &Socket, service: &str) -> Result<Option<Result<Vec<Frame>>>> {
+    /// Waits (at most one attempt's time) for the broker's confirmation of the last reply taken
+    /// from the reply pool before it; other messages are stale and skipped.
+    fn await_confirmation(&mut self) -> Result<()> {
+        let (Some(attempt), Some((socket, _))) = (self.unconfirmed.take(), &self.socket) else { return Ok(()) };
         let deadline = Instant::now() + self.config.timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || !socket.wait_readable(left)? {
+                return Ok(()); // the worker died before its REPLY, or the broker did: go on
+            }
+            let Some(frames) = socket.try_recv()? else { continue };
+            if let Ok((_, body)) = mdp::decode_client(&frames, &self.config.limits) {
+                if reply::delivered(&frames[body]) == Some(attempt) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Waits one attempt's time for a valid reply from `service` (its body's frames); malformed
+    /// messages and confirmations of earlier attempts are skipped. If the attempt `offered` a
+    /// reply pool, its envelope arriving there is the reply (a confirmation of this attempt,
+    /// which the REPLY will bring).
+    fn wait_reply(&mut self, socket: &Socket, service: &str, offered: bool) -> Result<Option<Result<Vec<Frame>>>> {
+        let deadline = Instant::now() + self.config.timeout;
+        let attempt = self.attempt_id;
+        loop {
+            if offered && self.replies.envelope_arrived(attempt) {
+                self.unconfirmed = Some(attempt);
+                return Ok(Some(Ok(vec![reply::delivered_frame(attempt)])));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Ok(None);
+            }
+            let pool = self.replies.ready_fd().filter(|_| offered);
+            if !poll(&[socket], pool.as_slice(), left)?[0] {
+                continue; // the pool's turn (or the deadline's)
             }
             let Some(mut frames) = socket.try_recv()? else { continue };
             let Ok((name, body)) = mdp::decode_client(&frames, &self.config.limits) else { continue };
@@ -266,6 +310,9 @@ impl Client {
                 continue;
             }
             let body: Vec<_> = frames.drain(body).collect();
+            if reply::delivered(&body).is_some_and(|id| id != attempt) {
+                continue; // already answered through the pool
+            }
             if let Some((code, reason)) = mdp::parse_error(&body) {
                 return Ok(Some(Err(Error::Refused { service: service.to_string(), code, reason })));
             }

@@ -15,7 +15,7 @@
 //!     for request in &worker {
 //!         let request = request.unwrap();
 //!         let echo: Vec<Part> = request.parts().iter().map(|p| Part::bytes(p.data())).collect();
-//!         request.reply(&echo).unwrap();
+//!         request.reply(echo).unwrap();
 //!     }
 //! });
 //! let mut client = Client::connect("tcp://127.0.0.1:5555", ClientConfig::default())?;

@@ -13,7 +13,7 @@
 //! for request in &worker {
 //!     let request = request?;
 //!     let parts = request.parts().iter().map(|p| shmpool_farm::Part::bytes(p.data())).collect::<Vec<_>>();
-//!     request.reply(&parts)?;
+//!     request.reply(parts)?;
 //! }
 //! # Ok::<(), shmpool_farm::Error>(())
 //! ```
@@ -25,6 +25,7 @@ use crate::reply::{ReplyOutbox, ReplyTo};
 use crate::shm::{Inbox, ShmConfig, DESC_MAGIC};
 use crate::transport::{poll, Context, Frame, Socket};
 use crate::{Error, Result};
+use shmpool::DType;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -220,8 +221,14 @@ impl Request {
     }
 
     /// Sends the reply to the client that asked.
-    pub fn reply(self, parts: &[Part]) -> Result<()> {
+    pub fn reply(self, parts: Vec<Part>) -> Result<()> {
         self.replier.reply(parts)
+    }
+
+    /// An array for the reply, to be written in place ([`Part::data_mut`]) and sent with no copy
+    /// (see [`Replier::array`]).
+    pub fn array(&self, dtype: DType, shape: &[u64]) -> Part {
+        self.replier.array(dtype, shape)
     }
 
     /// The parts as they are (arrays in a client's pool still read in place: valid until the
@@ -234,20 +241,33 @@ impl Request {
 
 impl Replier {
     /// Sends the reply to the client that asked.
-    pub fn reply(self, parts: &[Part]) -> Result<()> {
+    pub fn reply(self, parts: Vec<Part>) -> Result<()> {
         self.stage(parts).send()
     }
 
+    /// An array of `dtype` and `shape` for the reply, to be written in place
+    /// ([`Part::data_mut`]) and sent with no copy: in a free slot of the client's reply pool if it
+    /// is co-located and offered one (its contents are unspecified until written: a slot is reused
+    /// as it is), else zeros laid out as their frame ([`Part::zeros`]). Panics as [`Part::array`].
+    pub fn array(&self, dtype: DType, shape: &[u64]) -> Part {
+        let slot = match (&self.reply_to, self.outbox.lock()) {
+            (Some(to), Ok(mut outbox)) => outbox.alloc(to, dtype, shape),
+            _ => None,
+        };
+        slot.map_or_else(|| Part::zeros(dtype, shape), Part::Array)
+    }
+
     /// Encodes the reply: array parts go into the co-located client's reply pool (published
-    /// there, named by descriptors) when it offered one, else inline. Nothing is sent yet.
-    pub fn stage(self, parts: &[Part]) -> StagedReply {
+    /// there, named by descriptors) when it offered one, else inline. The client sees nothing
+    /// before [`StagedReply::send`].
+    pub fn stage(self, parts: Vec<Part>) -> StagedReply {
         let body = match (&self.reply_to, self.outbox.lock()) {
             (Some(to), Ok(mut outbox)) => parts
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(i, p)| match p.as_array().and_then(|a| outbox.place(to, i, a)) {
-                    Some(descriptor) => Frame::from(descriptor),
-                    None => p.to_frame(),
+                .map(|(i, part)| match part {
+                    Part::Array(array) => outbox.place(to, i, array),
+                    bytes => bytes.to_frame(),
                 })
                 .collect(),
             _ => parts.iter().map(Part::to_frame).collect(),
@@ -275,9 +295,15 @@ impl Replier {
 }
 
 impl StagedReply {
-    /// Sends the reply to the client that asked.
+    /// Sends the reply to the client that asked: into its reply pool as an envelope when it
+    /// offered one (the REPLY then only confirms it), else in the REPLY.
     pub fn send(self) -> Result<()> {
-        self.replier.send(self.body)
+        let StagedReply { replier, body } = self;
+        let body = match (&replier.reply_to, replier.outbox.lock()) {
+            (Some(to), Ok(mut outbox)) => outbox.deliver(to, &body).unwrap_or(body),
+            _ => body,
+        };
+        replier.send(body)
     }
 }
 

@@ -169,7 +169,7 @@ fn replies_from_another_thread_go_out_while_the_worker_waits_in_recv() {
             for request in rx {
                 std::thread::sleep(Duration::from_millis(20));
                 let echo: Vec<Part> = request.parts().iter().map(|p| Part::bytes(p.data())).collect();
-                request.reply(&echo).unwrap();
+                request.reply(echo).unwrap();
             }
         });
         let mut client = client(&ep, 5 * SECOND, 1);

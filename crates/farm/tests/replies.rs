@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use shmpool::DType;
-use shmpool_farm::{Client, ClientConfig, Part, ShmConfig};
+use shmpool_farm::{Client, ClientConfig, Part, ShmConfig, Worker, WorkerConfig};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -111,16 +111,67 @@ fn a_worker_that_cannot_write_into_the_reply_pool_sends_bytes() {
     let dir = TempDir::new("reply-readonly");
     let ep = dir.endpoint("broker");
     let _broker = broker(&ep, &[]);
-    let _worker = worker(&ep, "echo", "w", &[]);
+    let first = worker(&ep, "echo", "first", &[]);
     wait_status(&ep, 10 * SECOND, "a co-located worker", |s| workers_of(s, "echo") == 1 && s["colocated_peers"] == 1);
     let mut client = shm_client(&ep, &dir.0, 5 * SECOND, 1);
     client.request("echo", &[Part::bytes("create the pools")]).unwrap();
-    // The reply pool's name disappears (as for a worker not allowed to open it): bytes come back.
+    assert_eq!(client.stats().shared_replies, 1, "the first worker delivered its reply in the pool");
+    // The reply pool's name disappears (as for a worker not allowed to open it), and the next
+    // worker never had it open: bytes come back.
     std::fs::remove_file(client.reply_pool().unwrap().path()).unwrap();
+    assert!(first.terminate(), "the first worker leaves cleanly (DISCONNECT)");
+    wait_status(&ep, 10 * SECOND, "the first worker gone", |s| workers_of(s, "echo") == 0);
+    let _second = worker(&ep, "echo", "second", &[]);
+    wait_status(&ep, 10 * SECOND, "the second worker", |s| workers_of(s, "echo") == 1);
     let data = plane(7);
     let reply = client.request("echo", &[Part::array(DType::F32, &[16, 1024], data.clone())]).unwrap();
     let echoed = reply[1].as_array().unwrap();
     assert!(echoed.data[..] == data[..] && !echoed.data.is_shared());
+    assert_eq!(text(&reply[0]), "second");
     let stats = client.stats();
-    assert_eq!((stats.shared_reply_parts, stats.inline_reply_parts), (0, 4), "{stats:?}");
+    assert_eq!((stats.shared_replies, stats.shared_reply_parts, stats.inline_reply_parts), (1, 0, 4), "{stats:?}");
+}
+
+#[test]
+fn a_worker_computing_into_reply_arrays_sends_them_with_no_copy() {
+    let dir = TempDir::new("reply-in-place");
+    let ep = dir.endpoint("broker");
+    let _broker = broker(&ep, &[]);
+    let shm = ShmConfig { directory: Some(dir.0.clone()), ..ShmConfig::default() };
+    let worker = Worker::connect(&ep, "negate", WorkerConfig { shm, ..WorkerConfig::default() }).unwrap();
+    wait_status(&ep, 10 * SECOND, "a co-located worker", |s| workers_of(s, "negate") == 1 && s["colocated_peers"] == 1);
+    let events = 200;
+    std::thread::scope(|scope| {
+        let served = scope.spawn(|| {
+            let mut in_place = 0;
+            while in_place < events {
+                let Some(request) = worker.recv(Some(10 * SECOND)).unwrap() else { panic!("no request in 10 s") };
+                // The client's event: name, metadata, a (1, 1, 64, 64) float32 plane; the reply is
+                // the plane negated, computed straight into a slot of the client's reply pool.
+                let plane = request.parts()[2].as_array().expect("a plane");
+                let mut out = request.array(DType::F32, &plane.shape);
+                let written = out.data_mut().expect("writable");
+                for (to, from) in written.chunks_exact_mut(4).zip(plane.data.chunks_exact(4)) {
+                    to.copy_from_slice(&(-f32::from_ne_bytes(from.try_into().unwrap())).to_ne_bytes());
+                }
+                in_place += u32::from(out.as_array().unwrap().data.is_shared());
+                request.reply(vec![Part::bytes("negated"), out]).unwrap();
+            }
+            in_place
+        });
+        let out = Command::new(env!("CARGO_BIN_EXE_shmpool-farm-client"))
+            .args(["--connect", &ep, "--service", "negate", "--events", &events.to_string(), "--planes", "1"])
+            .args(["--side", "64", "--negated", "--shm-dir", &dir.0.display().to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(served.join().unwrap(), events, "every reply array was a slot of the client's reply pool");
+        assert_eq!(
+            (result["shared_reply_parts"].as_u64(), result["shared_replies"].as_u64()),
+            (Some(200), Some(200)),
+            "{result}"
+        );
+        assert_eq!(result["reply_slots_held"], 0, "{result}");
+    });
 }

@@ -165,28 +165,35 @@ fn peers_of_one_host_exchange_descriptors_through_a_broker_on_either_host() {
     let [a_only_b, a_echo, status] = &a[..] else { panic!("host A printed {a:?}") };
     let c = &status["counters"];
     eprintln!("B: {b_echo}\n   {b_only_a}\nA: {a_only_b}\n   {a_echo}\nbroker: {c}");
-    // (parts sent as descriptors, resent as bytes, reply parts through shared memory, served by).
+    // (parts sent as descriptors, resent as bytes, reply parts through shared memory, replies
+    // delivered whole in the reply pool, served by).
     let route = |r: &Value| {
         let n = |k: &str| r[k].as_u64().unwrap();
         assert_eq!((n("slots_held"), n("reply_slots_held")), (0, 0), "{r}");
-        (n("shared_parts"), n("resent_inline"), n("shared_reply_parts"), r["served_by"].to_string())
+        (
+            n("shared_parts"),
+            n("resent_inline"),
+            n("shared_reply_parts"),
+            n("shared_replies"),
+            r["served_by"].to_string(),
+        )
     };
     // B's client and B's worker share B's /dev/shm; the broker on A cannot see it, yet forwards
-    // their descriptors both ways.
-    assert_eq!(route(b_echo), (40, 0, 40, r#"{"b":40}"#.into()));
+    // the requests' descriptors, and the confirmations of replies delivered in B's reply pool.
+    assert_eq!(route(b_echo), (40, 0, 40, 40, r#"{"b":40}"#.into()));
     // To A's worker, B's descriptors are refused by the broker and resent as bytes; after a
     // refusal, B's client sends bytes at once for a second.
-    let (shared, resent, shared_replies, served) = route(b_only_a);
+    let (shared, resent, shared_reply_parts, shared_replies, served) = route(b_only_a);
     // (At most one refusal a second: fewer than 40 unless the 40 requests took 39 s.)
-    assert!(shared >= 1 && shared == resent && resent < 40 && shared_replies == 0, "{b_only_a}");
+    assert!(shared >= 1 && shared == resent && resent < 40 && shared_reply_parts + shared_replies == 0, "{b_only_a}");
     assert_eq!(served, r#"{"a":40}"#);
     // A's client shares the broker's directory: the broker sends B's worker the bytes, and A's
     // worker the descriptors.
-    assert_eq!(route(a_only_b), (40, 0, 0, r#"{"b":40}"#.into()));
-    assert_eq!(route(a_echo), (40, 0, 40, r#"{"a":40}"#.into()));
+    assert_eq!(route(a_only_b), (40, 0, 0, 0, r#"{"b":40}"#.into()));
+    assert_eq!(route(a_echo), (40, 0, 40, 40, r#"{"a":40}"#.into()));
     let n = |k: &str| c[k].as_u64().unwrap();
-    assert_eq!(n("descriptors_forwarded_off_host"), 80, "{c}");
-    assert_eq!(n("descriptors_forwarded"), 160, "{c}");
+    assert_eq!(n("descriptors_forwarded_off_host"), 40, "{c}");
+    assert_eq!(n("descriptors_forwarded"), 80, "{c}");
     assert_eq!((n("descriptors_inlined"), n("descriptors_refused")), (40, resent), "{c}");
     assert_eq!(
         (status["colocated_peers"].as_u64(), status["off_host_site_peers"].as_u64()),

@@ -432,7 +432,9 @@ class FarmRequest:
     def parts(self) -> list[Any]: ...
     @property
     def shared(self) -> list[bool]: ...
-    def reply(self, parts: Sequence[object]) -> None: ...
+    def reply(self, parts: Sequence[object]) -> None:
+        """Answers the client (once). NumPy arrays are copied once, straight into slots of a
+        co-located client's reply pool (else into their frames)."""
 
 @final
 class FarmWorker:

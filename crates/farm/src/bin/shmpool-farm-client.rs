@@ -31,6 +31,9 @@ struct Cli {
     /// Expect only the last plane back (the worker runs with --last-only).
     #[arg(long)]
     last_only: bool,
+    /// Expect only the last plane back, negated (a worker that computes its reply).
+    #[arg(long)]
+    negated: bool,
     /// Before sending, wait (≤ 30 s) until the service has this many workers.
     #[arg(long, default_value_t = 0)]
     wait_workers: u64,
@@ -82,7 +85,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         drop(std::mem::take(&mut last));
         let reply = client.request(&cli.service, &parts).map_err(|e| format!("event {event}: {e}"))?;
         times.push(sent.elapsed());
-        check(&parts, &reply, cli.last_only).map_err(|e| format!("event {event}: {e}"))?;
+        check(&parts, &reply, cli).map_err(|e| format!("event {event}: {e}"))?;
         *served_by.entry(String::from_utf8_lossy(reply[0].data()).into_owned()).or_default() += 1;
         last = reply;
     }
@@ -111,6 +114,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         "resent_inline": stats.resent_inline,
         "slots_held": held,
         "shared_reply_parts": stats.shared_reply_parts,
+        "shared_replies": stats.shared_replies,
         "inline_reply_parts": stats.inline_reply_parts,
         "replies_resent_inline": stats.replies_resent_inline,
         "reply_slots_held": reply_held,
@@ -157,16 +161,25 @@ fn make_event(client: &mut Client, event: u32, planes: u32, side: u64) -> Vec<Pa
     parts
 }
 
-/// The reply is the tag, then every part (or only the last) as sent.
-fn check(sent: &[Part], reply: &[Part], last_only: bool) -> Result<(), String> {
-    let expected = if last_only { &sent[sent.len().saturating_sub(1)..] } else { sent };
+/// The reply is the tag, then every part (or only the last, or the last negated) as sent.
+fn check(sent: &[Part], reply: &[Part], cli: &Cli) -> Result<(), String> {
+    let expected = if cli.last_only || cli.negated { &sent[sent.len().saturating_sub(1)..] } else { sent };
     if reply.len() != expected.len() + 1 {
         return Err(format!("{} parts in the reply, expected {}", reply.len(), expected.len() + 1));
     }
     for (i, (got, want)) in reply[1..].iter().zip(expected).enumerate() {
         let same_kind =
             got.as_array().map(|a| (a.dtype, a.shape.clone())) == want.as_array().map(|a| (a.dtype, a.shape.clone()));
-        if !same_kind || got.data() != want.data() {
+        let same_data = match cli.negated {
+            false => got.data() == want.data(),
+            true => {
+                let f32s = |b: &[u8]| {
+                    b.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>()
+                };
+                f32s(got.data()) == f32s(want.data()).into_iter().map(|v| -v).collect::<Vec<_>>()
+            }
+        };
+        if !same_kind || !same_data {
             return Err(format!("part {i} of the reply differs from the request"));
         }
     }

@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         let mut reply = vec![Part::bytes(tag.as_bytes())];
         reply.extend(parts.drain(echoed..));
         reply.extend(report);
-        let staged = replier.stage(&reply);
+        let staged = replier.stage(reply);
         if cli.crash_before_send {
             // SAFETY: plain syscall signalling this very process.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
