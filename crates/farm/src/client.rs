@@ -310,8 +310,12 @@ impl Client {
                 continue;
             }
             let body: Vec<_> = frames.drain(body).collect();
-            if reply::delivered(&body).is_some_and(|id| id != attempt) {
-                continue; // already answered through the pool
+            if let Some(id) = reply::delivered(&body).filter(|&id| id != attempt) {
+                // Answered through the pool already (an attempt given up after it, on a missing slot).
+                if self.unconfirmed == Some(id) {
+                    self.unconfirmed = None;
+                }
+                continue;
             }
             if let Some((code, reason)) = mdp::parse_error(&body) {
                 return Ok(Some(Err(Error::Refused { service: service.to_string(), code, reason })));

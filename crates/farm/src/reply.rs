@@ -96,9 +96,9 @@ pub fn delivered_frame(attempt: u64) -> Frame {
 }
 
 /// The attempt a REPLY body says was delivered in the client's pool, if it is such a body.
-pub fn delivered(body: &[Frame]) -> Option<u64> {
+pub fn delivered<F: AsRef<[u8]>>(body: &[F]) -> Option<u64> {
     let [frame] = body else { return None };
-    let id = frame.strip_prefix(DELIVERED_MAGIC)?;
+    let id = frame.as_ref().strip_prefix(DELIVERED_MAGIC)?;
     Some(u64::from_le_bytes(id.try_into().ok()?))
 }
 
@@ -121,7 +121,7 @@ fn encode_envelope(body: &[Frame], out: &mut [u8]) {
 }
 
 /// The frames of an envelope; `None` if it is malformed or has more than `max_frames`.
-fn decode_envelope(mut bytes: &[u8], max_frames: usize) -> Option<Vec<Frame>> {
+pub fn decode_envelope(mut bytes: &[u8], max_frames: usize) -> Option<Vec<Frame>> {
     let mut body = Vec::new();
     while !bytes.is_empty() {
         let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
