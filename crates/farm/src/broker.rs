@@ -11,6 +11,7 @@
 //! ```
 
 use crate::colocation::{self, Site, Verifier};
+use crate::handoff::{self, RequestPools};
 use crate::mdp::{self, Command, Inbound, Limits};
 use crate::reply::REPLY_TO_MAGIC;
 use crate::shm::{self, Inbox, DESC_MAGIC};
@@ -118,6 +119,8 @@ struct Counters {
     descriptors_inlined: u64,
     /// Requests whose descriptors no idle worker could map, sent back to be resent as bytes.
     descriptors_refused: u64,
+    /// Requests handed to a co-located worker through its request pool, not as REQUESTs.
+    pooled_requests: u64,
     malformed: BTreeMap<&'static str, u64>,
 }
 
@@ -186,6 +189,10 @@ struct State {
     verifier: Verifier,
     /// The pools of co-located senders, read only to inline their parts for other peers.
     inbox: Inbox,
+    /// The request pools offered by co-located workers ([`crate::handoff`]).
+    request_pools: RequestPools,
+    /// Clients with requests being served, and how many.
+    clients_served: HashMap<Vec<u8>, u32>,
 }
 
 impl State {
@@ -193,7 +200,9 @@ impl State {
         let dir = shm::resolve_dir(config.shm_dir.clone());
         State {
             verifier: Verifier::new(dir.clone()),
-            inbox: Inbox::new(dir),
+            inbox: Inbox::new(dir.clone()),
+            request_pools: RequestPools::new(dir, config.max_workers),
+            clients_served: HashMap::new(),
             config,
             services: HashMap::new(),
             workers: HashMap::new(),
@@ -227,7 +236,14 @@ impl State {
                 let body: Vec<Frame> = frames.drain(body).collect();
                 self.counters.requests += 1;
                 if service == colocation::SERVICE {
-                    let answer = self.verifier.answer(&client, &body);
+                    let answer = match &body[..] {
+                        // Only a peer of the broker's directory can offer a pool the broker opens.
+                        [offer, name] if &offer[..] == handoff::OFFER => match self.verifier.site(&client) {
+                            Some(Site::Broker) => vec![self.request_pools.offer(&client, name)],
+                            _ => vec![Frame::from("403")],
+                        },
+                        _ => self.verifier.answer(&client, &body),
+                    };
                     socket.send(mdp::client_reply(&client, &service, answer))?;
                 } else if service.starts_with(mdp::MMI_PREFIX) {
                     let answer = self.mmi(&service, &body);
@@ -263,8 +279,13 @@ impl State {
                 };
                 worker.expiry = expiry;
                 // A reply for another client than the one served (or when idle) is dropped.
-                let expected = worker.in_flight.take().is_some_and(|f| f.client == client);
+                let served = worker.in_flight.take();
+                let expected = served.as_ref().is_some_and(|f| f.client == client);
                 let service = worker.service.clone();
+                if let Some(served) = served {
+                    self.served_end(&served.client);
+                }
+                let Some(worker) = self.workers.get_mut(&id) else { return Ok(()) };
                 if expected {
                     worker.served += 1;
                     self.counters.replies += 1;
@@ -372,18 +393,34 @@ impl State {
         self.dispatch(&service, socket)
     }
 
+    /// A request of `client` was answered, or its worker removed.
+    fn served_end(&mut self, client: &[u8]) {
+        if let Some(n) = self.clients_served.get_mut(client) {
+            *n -= 1;
+            if *n == 0 {
+                self.clients_served.remove(client);
+            }
+        }
+    }
+
     /// Gives queued requests of `service` to its idle workers, least recently used first.
+    ///
+    /// A request holding descriptors goes to an idle worker of its sender's site if there is
+    /// one. If there is none while another request of the same client is being served, it waits:
+    /// that client took its last reply from its reply pool ([`crate::reply`]), and the REPLY that
+    /// frees its worker is on its way; without the shortcut, the client would have asked only
+    /// after it, and found that worker idle.
     fn dispatch(&mut self, service: &[u8], socket: &Socket) -> Result<()> {
         loop {
             let Some(s) = self.services.get_mut(service) else { return Ok(()) };
-            let Some(front) = s.queue.front() else { break };
-            let verifier = &self.verifier;
-            let pick = match front.shared && self.config.prefer_colocated {
-                true => s.idle.iter().position(|w| verifier.same_site(&front.client, w)).unwrap_or(0),
-                false => 0,
-            };
+            let (verifier, served) = (&self.verifier, &self.clients_served);
+            let colocated = |r: &Request| s.idle.iter().position(|w| verifier.same_site(&r.client, w));
+            let prefer = |r: &Request| r.shared && self.config.prefer_colocated;
+            let waits = |r: &Request| prefer(r) && served.contains_key(&r.client) && colocated(r).is_none();
+            let Some(at) = s.queue.iter().position(|r| !waits(r)) else { break };
+            let pick = s.queue.get(at).filter(|r| prefer(r)).and_then(colocated).unwrap_or(0);
             let Some(id) = s.idle.remove(pick) else { break };
-            let Some(request) = s.queue.pop_front() else { break };
+            let Some(request) = s.queue.remove(at) else { break };
             self.queued -= 1;
             self.queued_bytes -= request.bytes;
             let copy =
@@ -403,7 +440,12 @@ impl State {
             let attempts = request.attempts + 1;
             worker.in_flight =
                 Some(InFlight { client: request.client.clone(), copy, attempts, shared: request.shared });
-            socket.send(mdp::worker_request(&id, &request.client, body))?;
+            *self.clients_served.entry(request.client.clone()).or_default() += 1;
+            if self.request_pools.hand_over(&id, &request.client, &body) {
+                self.counters.pooled_requests += 1;
+            } else {
+                socket.send(mdp::worker_request(&id, &request.client, body))?;
+            }
         }
         self.forget_if_unused(service);
         Ok(())
@@ -419,7 +461,11 @@ impl State {
     fn remove_worker(&mut self, id: &[u8], socket: &Socket) -> Result<()> {
         let Some(worker) = self.workers.remove(id) else { return Ok(()) };
         self.verifier.forget(id);
+        self.request_pools.forget(id);
         let service = worker.service;
+        if let Some(served) = &worker.in_flight {
+            self.served_end(&served.client);
+        }
         if let Some(s) = self.services.get_mut(&service) {
             s.workers -= 1;
             s.idle.retain(|w| w != id);
@@ -441,6 +487,8 @@ impl State {
     /// Every heartbeat interval: drop dead workers, heartbeat the others, refuse expired requests.
     fn tick(&mut self, socket: &Socket) -> Result<()> {
         self.verifier.expire();
+        let verifier = &self.verifier;
+        self.request_pools.retain(|peer| verifier.site(peer).is_some());
         let now = Instant::now();
         let dead: Vec<Vec<u8>> =
             self.workers.iter().filter(|(_, w)| w.expiry <= now).map(|(id, _)| id.clone()).collect();
@@ -511,6 +559,7 @@ impl State {
                 "descriptors_forwarded": c.descriptors_forwarded,
                 "descriptors_forwarded_off_host": c.descriptors_forwarded_off_host,
                 "descriptors_inlined": c.descriptors_inlined, "descriptors_refused": c.descriptors_refused,
+                "pooled_requests": c.pooled_requests,
             },
         })
     }

@@ -12,8 +12,7 @@
 //! co-located worker arrive in the client's reply pool ([`crate::reply`]): views held until dropped.
 //! Such a worker delivers the whole reply there, and the client, waiting on its socket and on
 //! that pool at once, returns as soon as it is there, two libzmq hops before the broker's REPLY
-//! confirms it; the next request first waits for that confirmation (usually there already), so the
-//! broker has freed the worker before it routes the next request.
+//! confirms it (and is skipped when it comes).
 //!
 //! ```no_run
 //! use shmpool_farm::{Client, ClientConfig, Part};
@@ -70,10 +69,6 @@ pub struct Client {
     /// Until when requests go inline at once: descriptors were just refused (409), most likely
     /// because no worker shares this host, and each refusal costs a round trip.
     inline_until: Option<Instant>,
-    /// The attempt whose reply came through the reply pool before its REPLY (the broker's
-    /// confirmation) did: the next request waits for it, so that the broker has freed the worker
-    /// (and routes the next request as it would without the shortcut).
-    unconfirmed: Option<u64>,
     stats: ClientStats,
 }
 
@@ -116,7 +111,6 @@ impl Client {
             replies,
             attempt_id: 0,
             inline_until: None,
-            unconfirmed: None,
             stats: Default::default(),
         })
     }
@@ -198,7 +192,6 @@ impl Client {
         let mut placed: Option<Vec<Option<Placed>>> = None;
         let mut inline_only = self.refused_lately();
         let mut inline_replies = false;
-        self.await_confirmation()?;
         self.replies.drain();
         let mut attempt = 0;
         while attempt < self.config.attempts {
@@ -265,25 +258,6 @@ impl Client {
         })
     }
 
-    /// Waits (at most one attempt's time) for the broker's confirmation of the last reply taken
-    /// from the reply pool before it; other messages are stale and skipped.
-    fn await_confirmation(&mut self) -> Result<()> {
-        let (Some(attempt), Some((socket, _))) = (self.unconfirmed.take(), &self.socket) else { return Ok(()) };
-        let deadline = Instant::now() + self.config.timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !socket.wait_readable(left)? {
-                return Ok(()); // the worker died before its REPLY, or the broker did: go on
-            }
-            let Some(frames) = socket.try_recv()? else { continue };
-            if let Ok((_, body)) = mdp::decode_client(&frames, &self.config.limits) {
-                if reply::delivered(&frames[body]) == Some(attempt) {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
     /// Waits one attempt's time for a valid reply from `service` (its body's frames); malformed
     /// messages and confirmations of earlier attempts are skipped. If the attempt `offered` a
     /// reply pool, its envelope arriving there is the reply (a confirmation of this attempt,
@@ -293,7 +267,6 @@ impl Client {
         let attempt = self.attempt_id;
         loop {
             if offered && self.replies.envelope_arrived(attempt) {
-                self.unconfirmed = Some(attempt);
                 return Ok(Some(Ok(vec![reply::delivered_frame(attempt)])));
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -310,12 +283,8 @@ impl Client {
                 continue;
             }
             let body: Vec<_> = frames.drain(body).collect();
-            if let Some(id) = reply::delivered(&body).filter(|&id| id != attempt) {
-                // Answered through the pool already (an attempt given up after it, on a missing slot).
-                if self.unconfirmed == Some(id) {
-                    self.unconfirmed = None;
-                }
-                continue;
+            if reply::delivered(&body).is_some_and(|id| id != attempt) {
+                continue; // answered through the pool already
             }
             if let Some((code, reason)) = mdp::parse_error(&body) {
                 return Ok(Some(Err(Error::Refused { service: service.to_string(), code, reason })));

@@ -109,7 +109,8 @@ pub fn is_site_key(key: &[u8]) -> bool {
     key.len() == 64 && key.iter().all(u8::is_ascii_hexdigit)
 }
 
-fn ask(socket: &Socket, body: &[&[u8]], deadline: Instant) -> Option<Vec<Frame>> {
+/// Sends `body` to `mmi.shmpool` and waits until `deadline` for the answer's frames.
+pub fn ask(socket: &Socket, body: &[&[u8]], deadline: Instant) -> Option<Vec<Frame>> {
     socket.send(mdp::client_request(SERVICE, body.iter().map(|b| Frame::from(*b)))).ok()?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

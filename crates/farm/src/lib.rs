@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod colocation;
 pub mod error;
+pub mod handoff;
 pub mod mdp;
 pub mod part;
 pub mod reply;

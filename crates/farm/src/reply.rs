@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 pub const REPLY_TO_MAGIC: &[u8] = b"\xffSPR1";
 /// First bytes of the body of a REPLY whose frames wait in the client's reply pool (an envelope),
 /// followed by the attempt id (u64 LE).
-pub const DELIVERED_MAGIC: &[u8] = b"\xffSPE1";
+pub const DELIVERED_MAGIC: &[u8] = b"\xffSPC1";
 /// User metadata of a reply slot: attempt id (u64 LE) and part index (u32 LE).
 const SLOT_META: usize = 12;
 /// The part index of an envelope slot: the encoded frames of the reply's body, each a u32 LE
@@ -103,17 +103,19 @@ pub fn delivered<F: AsRef<[u8]>>(body: &[F]) -> Option<u64> {
 }
 
 /// Bytes of the envelope of `body`, if it fits in `capacity` (and every frame in a u32).
-fn envelope_len(body: &[Frame], capacity: usize) -> Option<usize> {
+pub(crate) fn envelope_len<F: AsRef<[u8]>>(body: &[F], capacity: usize) -> Option<usize> {
     let len = body
         .iter()
-        .try_fold(0usize, |n, f| n.checked_add(4)?.checked_add((f.len() <= u32::MAX as usize).then_some(f.len())?))?;
+        .map(|f| f.as_ref().len())
+        .try_fold(0usize, |n, len| n.checked_add(4)?.checked_add((len <= u32::MAX as usize).then_some(len)?))?;
     (len <= capacity).then_some(len)
 }
 
 /// Writes `body` as an envelope into `out` (exactly [`envelope_len`] bytes).
-fn encode_envelope(body: &[Frame], out: &mut [u8]) {
+pub(crate) fn encode_envelope<F: AsRef<[u8]>>(body: &[F], out: &mut [u8]) {
     let mut at = 0;
     for frame in body {
+        let frame = frame.as_ref();
         out[at..at + 4].copy_from_slice(&(frame.len() as u32).to_le_bytes());
         out[at + 4..at + 4 + frame.len()].copy_from_slice(frame);
         at += 4 + frame.len();
@@ -490,13 +492,15 @@ mod tests {
         assert_eq!(delivered(&[delivered_frame(9)]), Some(9));
         assert_eq!(delivered(&[delivered_frame(9), Frame::empty()]), None);
         assert_eq!(delivered(&[Frame::from(&delivered_frame(9)[..12])]), None);
+        // Neither is taken for an error reply, nor an error reply for a confirmation.
+        assert!(crate::mdp::parse_error(&[delivered_frame(9)]).is_none());
+        assert_eq!(delivered(&crate::mdp::error_body("409", "x")), None);
+        assert_eq!(delivered(&[Frame::from([crate::mdp::ERROR_MAGIC, &[0; 8]].concat())]), None);
     }
 
     /// A directory of its own (removed by the test), a client's side and a worker's side in it.
     fn client_and_worker(tag: &str) -> (std::path::PathBuf, ReplyInbox, ReplyOutbox) {
-        let dir = std::env::temp_dir().join(format!("shmpool-farm-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = ShmConfig { directory: Some(dir.clone()), ..ShmConfig::default() };
+        let (dir, config) = crate::shm::test_dir(tag);
         (dir, ReplyInbox::new(config.clone()), ReplyOutbox::new(config))
     }
 

@@ -270,15 +270,22 @@ impl Inbox {
     }
 }
 
+/// A directory of its own for a unit test (which removes it), and a configuration using it.
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> (PathBuf, ShmConfig) {
+    let dir = std::env::temp_dir().join(format!("shmpool-farm-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = ShmConfig { directory: Some(dir.clone()), ..ShmConfig::default() };
+    (dir, config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn receivers_forget_the_pools_of_senders_that_are_gone() {
-        let dir = std::env::temp_dir().join(format!("shmpool-farm-prune-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = ShmConfig { directory: Some(dir.clone()), ..ShmConfig::default() };
+        let (dir, config) = test_dir("prune");
         let array = |n: u8| Array { dtype: DType::U8, shape: vec![8192], data: Payload::Owned(vec![n; 8192]) };
         let mut inbox = Inbox::new(dir.clone());
         let mut first = Outbox::new(config.clone());

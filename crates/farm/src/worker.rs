@@ -5,7 +5,8 @@
 //! so a request and its reply cross no thread of this library. While the user's code is away
 //! from `recv` (busy with a request, or not asking), the background thread keeps the session
 //! alive: it heartbeats, notices a silent broker after `liveness` missed beats, and reconnects
-//! with exponential backoff (1 s doubling to 32 s by default).
+//! with exponential backoff (1 s doubling to 32 s by default). A worker of the broker's host
+//! also takes requests from its request pool ([`crate::handoff`]), waiting on both at once.
 //!
 //! ```no_run
 //! use shmpool_farm::{Worker, WorkerConfig};
@@ -19,6 +20,7 @@
 //! ```
 
 use crate::colocation::{self, Proof};
+use crate::handoff::{self, RequestPool};
 use crate::mdp::{self, Command, Limits, ToWorker};
 use crate::part::Part;
 use crate::reply::{ReplyOutbox, ReplyTo};
@@ -369,6 +371,8 @@ enum State {
 struct Connection {
     broker: Socket,
     proven: bool,
+    /// Where the broker hands requests over, if it took the offer ([`crate::handoff`]).
+    requests: Option<RequestPool>,
     /// When the broker will be deemed gone unless heard from.
     expiry: Instant,
     next_beat: Instant,
@@ -406,7 +410,9 @@ impl Link {
                 // reply another thread left pending.
                 State::Connected(c) => {
                     let wait = left.min(c.next_beat.min(c.expiry).saturating_duration_since(now));
-                    let readable = poll(&[&c.broker], &[self.recv_bell.fd()], wait)?;
+                    let mut fds = vec![self.recv_bell.fd()];
+                    fds.extend(c.requests.as_ref().and_then(RequestPool::ready_fd));
+                    let readable = poll(&[&c.broker], &fds, wait)?;
                     if readable[1] {
                         self.recv_bell.clear();
                     }
@@ -463,10 +469,20 @@ impl Link {
             return Ok(None);
         }
         let proven = proven == Proof::Proven;
+        let requests = proven.then(|| self.offer_request_pool(&broker)).flatten();
         broker.send(mdp::from_worker(Command::Ready, &[self.service.as_bytes()]))?;
         let now = Instant::now();
         let next_beat = now + self.config.heartbeat;
-        Ok(Some(Connection { broker, proven, expiry: now + silence, next_beat, heard: false }))
+        Ok(Some(Connection { broker, proven, requests, expiry: now + silence, next_beat, heard: false }))
+    }
+
+    /// A request pool for this connection, if the broker takes it (it does for a worker of its
+    /// own directory).
+    fn offer_request_pool(&self, broker: &Socket) -> Option<RequestPool> {
+        let pool = RequestPool::create(&self.config.shm)?;
+        let deadline = Instant::now() + self.silence();
+        let answer = colocation::ask(broker, &[handoff::OFFER, pool.name().as_bytes()], deadline)?;
+        (answer.len() == 1 && &answer[0][..] == b"200").then_some(pool)
     }
 }
 
@@ -505,6 +521,11 @@ impl Session {
                     disconnect = true;
                     break;
                 }
+            }
+        }
+        if let Some(requests) = &mut c.requests {
+            while let Some((client, body)) = requests.take(&link.config.limits) {
+                self.deliveries.push_back(Delivery { client, body, proven: true, generation: self.generation });
             }
         }
         let now = Instant::now();

@@ -60,6 +60,8 @@ fn co_located_arrays_travel_as_descriptors_read_in_place_and_no_slot_stays_held(
     // the confirmations.
     assert_eq!(s["counters"]["descriptors_forwarded"], 1000, "{s}");
     assert_eq!(s["counters"]["replies"], 1000, "{s}");
+    // Handed to the worker through its request pool, none as a REQUEST.
+    assert_eq!(s["counters"]["pooled_requests"], 1000, "{s}");
     assert_eq!(s["counters"]["descriptors_inlined"], 0, "{s}");
     drop(client);
     assert!(worker_proc.terminate(), "the worker did not stop cleanly on SIGTERM");

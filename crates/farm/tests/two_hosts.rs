@@ -195,6 +195,9 @@ fn peers_of_one_host_exchange_descriptors_through_a_broker_on_either_host() {
     assert_eq!(n("descriptors_forwarded_off_host"), 40, "{c}");
     assert_eq!(n("descriptors_forwarded"), 80, "{c}");
     assert_eq!((n("descriptors_inlined"), n("descriptors_refused")), (40, resent), "{c}");
+    // Requests to A's workers (A's echo, B's resent as bytes) are handed over through their
+    // request pools; B's workers cannot offer the broker one.
+    assert_eq!(n("pooled_requests"), 80, "{c}");
     assert_eq!(
         (status["colocated_peers"].as_u64(), status["off_host_site_peers"].as_u64()),
         (Some(4), Some(4)),
