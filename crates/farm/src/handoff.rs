@@ -14,8 +14,9 @@
 //!
 //! The pool lives as long as the connection: a reconnected worker offers a new one, so a request
 //! handed to an earlier session is never mistaken for one of the current session. A worker that
-//! dies takes its pool with it; the broker forgets the pool with the worker, and a request in it
-//! is served again by the client's retry, as one sent to a dead worker over ZeroMQ is.
+//! dies takes its pool with it (the broker removes the name a killed worker left when it forgets
+//! the worker), and a request in it is served again by the client's retry (or re-queued by the
+//! broker), as one sent to a dead worker over ZeroMQ is.
 
 use crate::mdp::Limits;
 use crate::reply::{decode_envelope, encode_envelope, envelope_len};
@@ -122,12 +123,28 @@ impl RequestPools {
 
     /// Forgets the pool of `peer` (a removed worker).
     pub fn forget(&mut self, peer: &[u8]) {
-        self.pools.remove(peer);
+        if let Some((pool, _)) = self.pools.remove(peer) {
+            unlink_if_orphaned(&pool);
+        }
     }
 
     /// Forgets the pools of peers that `known` no longer is.
     pub fn retain(&mut self, known: impl Fn(&[u8]) -> bool) {
-        self.pools.retain(|peer, _| known(peer));
+        self.pools.retain(|peer, (pool, _)| {
+            let keep = known(peer);
+            if !keep {
+                unlink_if_orphaned(pool);
+            }
+            keep
+        });
+    }
+}
+
+/// Removes the name of a request pool whose worker was killed before it could (a live worker
+/// removes its own when its connection ends).
+fn unlink_if_orphaned(pool: &Pool) {
+    if !pool.stats().creator_alive {
+        let _ = std::fs::remove_file(pool.path());
     }
 }
 

@@ -26,13 +26,27 @@ fn a_worker_killed_mid_request_is_replaced_by_another_within_the_retry_budget() 
         (reply, started.elapsed())
     });
     wait_status(&ep, 10 * SECOND, "the slow worker busy", |s| s["services"]["echo"]["idle"] == 1);
+    let slow_pid = slow.pid();
+    assert_eq!(request_pools_of(&dir.0, slow_pid), 1, "the slow worker's request pool");
     slow.kill();
     let (reply, elapsed) = asking.join().unwrap();
     let reply = reply.expect("answered after the worker died");
     assert_eq!((text(&reply[0]), text(&reply[1])), ("fast".to_string(), "job".to_string()));
     assert!(elapsed < 3 * SECOND, "took {elapsed:?}");
-    // The dead worker is gone after the heartbeat window (3 × 200 ms).
-    wait_status(&ep, 5 * SECOND, "the dead worker dropped", |s| workers_of(s, "echo") == 1);
+    // The dead worker is gone after the heartbeat window (3 × 200 ms), and so is the name of the
+    // request pool it could not remove.
+    let s = wait_status(&ep, 5 * SECOND, "the dead worker dropped", |s| workers_of(s, "echo") == 1);
+    // The job went to each worker through its request pool (to the fast one re-queued by the
+    // broker, or sent again by the client, or both).
+    assert!(s["counters"]["pooled_requests"].as_u64() >= Some(2), "{s}");
+    assert_eq!(request_pools_of(&dir.0, slow_pid), 0);
+}
+
+/// How many request pools of process `pid` are in `dir`.
+fn request_pools_of(dir: &std::path::Path, pid: i32) -> usize {
+    let prefix = format!("shmpool.farm-{pid}-");
+    let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    names.filter(|n| n.starts_with(&prefix) && n.ends_with("-q")).count()
 }
 
 #[test]
