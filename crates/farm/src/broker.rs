@@ -191,8 +191,8 @@ struct State {
     inbox: Inbox,
     /// The request pools offered by co-located workers ([`crate::handoff`]).
     request_pools: RequestPools,
-    /// Clients with requests being served, and how many.
-    clients_served: HashMap<Vec<u8>, u32>,
+    /// (service, client) pairs with requests being served, and how many.
+    clients_served: HashMap<(Vec<u8>, Vec<u8>), u32>,
 }
 
 impl State {
@@ -283,7 +283,7 @@ impl State {
                 let expected = served.as_ref().is_some_and(|f| f.client == client);
                 let service = worker.service.clone();
                 if let Some(served) = served {
-                    self.served_end(&served.client);
+                    self.served_end(&service, served.client);
                 }
                 let Some(worker) = self.workers.get_mut(&id) else { return Ok(()) };
                 if expected {
@@ -393,12 +393,13 @@ impl State {
         self.dispatch(&service, socket)
     }
 
-    /// A request of `client` was answered, or its worker removed.
-    fn served_end(&mut self, client: &[u8]) {
-        if let Some(n) = self.clients_served.get_mut(client) {
+    /// A request of `client` to `service` was answered, or its worker removed.
+    fn served_end(&mut self, service: &[u8], client: Vec<u8>) {
+        let key = (service.to_vec(), client);
+        if let Some(n) = self.clients_served.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                self.clients_served.remove(client);
+                self.clients_served.remove(&key);
             }
         }
     }
@@ -406,17 +407,18 @@ impl State {
     /// Gives queued requests of `service` to its idle workers, least recently used first.
     ///
     /// A request holding descriptors goes to an idle worker of its sender's site if there is
-    /// one. If there is none while another request of the same client is being served, it waits:
-    /// that client took its last reply from its reply pool ([`crate::reply`]), and the REPLY that
-    /// frees its worker is on its way; without the shortcut, the client would have asked only
-    /// after it, and found that worker idle.
+    /// one. If there is none while another request of the same client to this service is being
+    /// served, it waits: that client took its last reply from its reply pool ([`crate::reply`]),
+    /// and the REPLY that frees its worker is on its way; without the shortcut, the client would
+    /// have asked only after it, and found that worker idle.
     fn dispatch(&mut self, service: &[u8], socket: &Socket) -> Result<()> {
         loop {
             let Some(s) = self.services.get_mut(service) else { return Ok(()) };
             let (verifier, served) = (&self.verifier, &self.clients_served);
             let colocated = |r: &Request| s.idle.iter().position(|w| verifier.same_site(&r.client, w));
             let prefer = |r: &Request| r.shared && self.config.prefer_colocated;
-            let waits = |r: &Request| prefer(r) && served.contains_key(&r.client) && colocated(r).is_none();
+            let busy = |r: &Request| served.contains_key(&(service.to_vec(), r.client.clone()));
+            let waits = |r: &Request| prefer(r) && colocated(r).is_none() && busy(r);
             let Some(at) = s.queue.iter().position(|r| !waits(r)) else { break };
             let pick = s.queue.get(at).filter(|r| prefer(r)).and_then(colocated).unwrap_or(0);
             let Some(id) = s.idle.remove(pick) else { break };
@@ -440,7 +442,7 @@ impl State {
             let attempts = request.attempts + 1;
             worker.in_flight =
                 Some(InFlight { client: request.client.clone(), copy, attempts, shared: request.shared });
-            *self.clients_served.entry(request.client.clone()).or_default() += 1;
+            *self.clients_served.entry((service.to_vec(), request.client.clone())).or_default() += 1;
             if self.request_pools.hand_over(&id, &request.client, &body) {
                 self.counters.pooled_requests += 1;
             } else {
@@ -464,7 +466,7 @@ impl State {
         self.request_pools.forget(id);
         let service = worker.service;
         if let Some(served) = &worker.in_flight {
-            self.served_end(&served.client);
+            self.served_end(&service, served.client.clone());
         }
         if let Some(s) = self.services.get_mut(&service) {
             s.workers -= 1;
