@@ -281,13 +281,12 @@ impl State {
                 // A reply for another client than the one served (or when idle) is dropped.
                 let served = worker.in_flight.take();
                 let expected = served.as_ref().is_some_and(|f| f.client == client);
+                worker.served += u64::from(expected);
                 let service = worker.service.clone();
                 if let Some(served) = served {
                     self.served_end(&service, served.client);
                 }
-                let Some(worker) = self.workers.get_mut(&id) else { return Ok(()) };
                 if expected {
-                    worker.served += 1;
                     self.counters.replies += 1;
                     if shm::has_descriptors(&body) && self.verifier.site(&id).is_none() {
                         self.count_bad("foreign-descriptor");

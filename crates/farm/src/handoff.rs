@@ -20,7 +20,7 @@
 
 use crate::mdp::Limits;
 use crate::reply::{decode_envelope, encode_envelope, envelope_len};
-use crate::shm::{own_pool, ShmConfig, POOL_PREFIX};
+use crate::shm::{own_receiving_pool, ready_fd, ShmConfig, POOL_PREFIX};
 use crate::transport::Frame;
 use shmpool::{Consumer, Pool, Producer};
 use std::collections::HashMap;
@@ -45,10 +45,7 @@ impl RequestPool {
     /// A new request pool in `config`'s directory (`None` if it cannot be made).
     pub fn create(config: &ShmConfig) -> Option<RequestPool> {
         let config = ShmConfig { slots: SLOTS, slot_size: SLOT_SIZE, ..config.clone() };
-        let pool = own_pool(&config, SUFFIX, |c| c)?;
-        let consumer = pool.consumer().ok()?;
-        // Opened before the first `try_recv`, so that each one finding nothing arms it.
-        consumer.ready_fd().ok()?;
+        let (pool, consumer) = own_receiving_pool(&config, SUFFIX, |c| c)?;
         Some(RequestPool { pool, consumer })
     }
 
@@ -59,10 +56,7 @@ impl RequestPool {
 
     /// A descriptor that becomes readable when a request may have arrived.
     pub fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
-        let fd = self.consumer.ready_fd().ok()?;
-        // SAFETY: a consumer keeps its readiness descriptor open, and the same, for its whole
-        // life; the borrow of `self` keeps the consumer alive.
-        Some(unsafe { BorrowedFd::borrow_raw(fd) })
+        ready_fd(&self.consumer)
     }
 
     /// The next request handed over (client address, body), if one is there; when none is,

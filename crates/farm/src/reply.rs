@@ -27,7 +27,7 @@
 //! is removed) and refuses one from a client that proved no host.
 
 use crate::part::{array_bytes, Array, Part, Payload};
-use crate::shm::{own_pool, Descriptor, PoolCache, ShmConfig, DESC_MAGIC, POOL_PREFIX};
+use crate::shm::{own_receiving_pool, ready_fd, Descriptor, PoolCache, ShmConfig, DESC_MAGIC, POOL_PREFIX};
 use crate::transport::Frame;
 use shmpool::{Consumer, DType, Pool, Producer, ReadBuf, WriteBuf, MAX_DIMS};
 use std::os::fd::BorrowedFd;
@@ -159,11 +159,7 @@ impl ReplyInbox {
     pub fn reply_to(&mut self, attempt: u64) -> Option<Frame> {
         if self.pool.is_none() {
             // Co-located workers of other users cannot write into it (0644) and send bytes.
-            let pool = own_pool(&self.config, "-r", |c| c.meta_bytes(SLOT_META))?;
-            let consumer = pool.consumer().ok()?;
-            // Opened before the first `try_recv`, so that each one finding nothing arms it.
-            consumer.ready_fd().ok()?;
-            self.pool = Some((pool, consumer));
+            self.pool = Some(own_receiving_pool(&self.config, "-r", |c| c.meta_bytes(SLOT_META))?);
         }
         let pool = self.pool.as_ref()?.0.name().to_string();
         Some(Frame::from(ReplyTo { attempt, pool }.encode()))
@@ -177,10 +173,7 @@ impl ReplyInbox {
     /// A descriptor that becomes readable when a slot may have arrived in the reply pool (armed by
     /// [`ReplyInbox::envelope_arrived`] finding the pool empty); `None` before the pool exists.
     pub fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
-        let fd = self.pool.as_ref()?.1.ready_fd().ok()?;
-        // SAFETY: a consumer keeps its readiness descriptor open, and the same, for its whole
-        // life; the borrow of `self` keeps the consumer alive.
-        Some(unsafe { BorrowedFd::borrow_raw(fd) })
+        ready_fd(&self.pool.as_ref()?.1)
     }
 
     /// Whether the envelope of `attempt` is here: takes the slots the pool holds now (those of
@@ -304,7 +297,7 @@ impl ReplyOutbox {
         if !self.config.enabled || len < self.config.threshold || shape.len() > MAX_DIMS {
             return None;
         }
-        let (pool, producer) = self.pools.get(&to.pool, |pool| pool.producer().map_err(|e| e.to_string())).ok()?;
+        let (pool, producer) = self.producer(to)?;
         if len > pool.slot_size() {
             return None;
         }
@@ -350,13 +343,18 @@ impl ReplyOutbox {
         if !self.config.enabled || data.len() < self.config.threshold {
             return None;
         }
-        let (pool, producer) = self.pools.get(&to.pool, |pool| pool.producer().map_err(|e| e.to_string())).ok()?;
+        let (pool, producer) = self.producer(to)?;
         if data.len() > pool.slot_size() {
             return None;
         }
         let mut slot = producer.try_acquire().ok()??;
         slot[..data.len()].copy_from_slice(data);
         Some(slot)
+    }
+
+    /// The client's pool `to` names, opened as a producer at the first use.
+    fn producer(&mut self, to: &ReplyTo) -> Option<&(Pool, Producer)> {
+        self.pools.get(&to.pool, |pool| pool.producer().map_err(|e| e.to_string())).ok()
     }
 
     /// Publishes `body`, a staged reply's frames, as the envelope of the attempt `to` names; the
@@ -366,7 +364,7 @@ impl ReplyOutbox {
         if !self.config.enabled {
             return None;
         }
-        let (pool, producer) = self.pools.get(&to.pool, |pool| pool.producer().map_err(|e| e.to_string())).ok()?;
+        let (pool, producer) = self.producer(to)?;
         let len = envelope_len(body, pool.slot_size())?;
         let mut slot = producer.try_acquire().ok()??;
         encode_envelope(body, &mut slot[..len]);

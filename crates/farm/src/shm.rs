@@ -9,8 +9,9 @@
 
 use crate::part::{array_bytes, Array, Part, Payload};
 use crate::transport::Frame;
-use shmpool::{Config, DType, Mode, Pool, Producer, WriteBuf, MAX_DIMS};
+use shmpool::{Config, Consumer, DType, Mode, Pool, Producer, WriteBuf, MAX_DIMS};
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -190,6 +191,28 @@ pub fn own_pool(config: &ShmConfig, suffix: &str, tune: impl FnOnce(Config) -> C
     let name = format!("{POOL_PREFIX}{}-{}{suffix}", std::process::id(), crate::colocation::random_hex(6).ok()?);
     let base = Config::new(config.slots, config.slot_size).mode(Mode::WorkQueue).directory(config.dir());
     Pool::create(&name, &tune(base).permissions(0o644)).ok()
+}
+
+/// A pool of this peer's own that only it receives from (a reply or request pool), and its
+/// consumer, whose readiness descriptor is opened before the first `try_recv`, so that each one
+/// finding nothing arms it ([`ready_fd`]).
+pub fn own_receiving_pool(
+    config: &ShmConfig,
+    suffix: &str,
+    tune: impl FnOnce(Config) -> Config,
+) -> Option<(Pool, Consumer)> {
+    let pool = own_pool(config, suffix, tune)?;
+    let consumer = pool.consumer().ok()?;
+    consumer.ready_fd().ok()?;
+    Some((pool, consumer))
+}
+
+/// The readiness descriptor of `consumer`: readable when a slot may have arrived.
+pub fn ready_fd(consumer: &Consumer) -> Option<BorrowedFd<'_>> {
+    let fd = consumer.ready_fd().ok()?;
+    // SAFETY: a consumer keeps its readiness descriptor open, and the same, for its whole life;
+    // the borrow of `consumer` keeps it alive.
+    Some(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// Pools of other peers opened by name, each with what this peer uses it through (a bounded
